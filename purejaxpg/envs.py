@@ -1,0 +1,204 @@
+"""Environments: gymnax 1.x behind one vectorised interface.
+
+``make_env(name, **kwargs)`` returns ``(env, params)`` for every gymnax environment that
+works offline. ``VecEnv`` batches ``num_envs`` copies, flattens observations to float32,
+maps policy actions onto a Box's bounds and keeps per-episode statistics, so that an
+algorithm sees::
+
+    obs, state = venv.reset(key)                       # obs [N, *obs_shape]
+    obs, state, reward, terminated, truncated, info = venv.step(key, state, action)
+
+``info`` holds ``final_observation`` (the observation before the automatic reset, which is
+the true next observation on every step), ``returned_episode`` (an episode ended on this
+step), ``episode_return`` / ``episode_length`` (of that episode; valid only where
+``returned_episode``) and ``episode_step`` (the index, within its episode, of the step
+just taken). Each finished episode is reported exactly once, on its last step.
+
+Observation normalisation is a pure ``RunningMeanStd`` pytree so that its statistics live
+in the train state of each seed, not in the environment.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+# MNISTBandit needs a data download; everything else in gymnax works offline.
+_UNAVAILABLE = {"MNISTBandit-bsuite": "needs a dataset download"}
+
+
+# Environments added with ``register_env``: name -> factory(**kwargs) -> (env, params).
+_REGISTRY: dict[str, Any] = {}
+
+
+def register_env(name: str, factory) -> None:
+    """Make a gymnax-API environment available under ``name`` (to every algorithm and the
+    CLI of this process). ``factory(**kwargs)`` returns ``(env, params)``; the env must
+    follow gymnax 1.x (``step`` returns six values and resets automatically)."""
+    _REGISTRY[name] = factory
+
+
+def env_names() -> list[str]:
+    """Names accepted by ``make_env``."""
+    import gymnax
+
+    return [n for n in gymnax.registered_envs if n not in _UNAVAILABLE] + sorted(_REGISTRY)
+
+
+def check_env_name(name: str) -> None:
+    """Raise ``ValueError`` naming the valid choices if ``name`` is not usable."""
+    if name in _UNAVAILABLE:
+        raise ValueError(f"environment {name!r} is not supported: {_UNAVAILABLE[name]}")
+    valid = env_names()
+    if name not in valid:
+        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(valid)}")
+
+
+def make_env(name: str, **kwargs: Any):
+    """Build a gymnax environment and its parameters.
+
+    Keyword arguments that name a field of the environment's ``EnvParams`` (for example
+    ``max_steps_in_episode``) replace that parameter; the rest go to the constructor.
+    """
+    import gymnax
+
+    check_env_name(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name](**kwargs)
+    probe_env, probe_params = gymnax.make(name)
+    param_fields = set(getattr(probe_params, "__dataclass_fields__", {}))
+    param_kwargs = {k: v for k, v in kwargs.items() if k in param_fields}
+    ctor_kwargs = {k: v for k, v in kwargs.items() if k not in param_fields}
+    env, params = (probe_env, probe_params) if not ctor_kwargs else gymnax.make(name, **ctor_kwargs)
+    if param_kwargs:
+        params = params.replace(**param_kwargs)
+    return env, params
+
+
+class ActionSpec(NamedTuple):
+    """What a policy head needs to know about the action space."""
+
+    discrete: bool
+    num_actions: int  # Discrete: number of actions; Box: flattened action dimension
+    low: np.ndarray | None  # Box bounds (float32, shape [num_actions]); None for Discrete
+    high: np.ndarray | None
+
+
+def action_spec(env, params) -> ActionSpec:
+    space = env.action_space(params)
+    if hasattr(space, "n"):
+        return ActionSpec(True, int(space.n), None, None)
+    shape = tuple(space.shape)
+    dim = int(np.prod(shape)) if shape else 1
+    low = np.broadcast_to(np.asarray(space.low, np.float32), (dim,)).copy()
+    high = np.broadcast_to(np.asarray(space.high, np.float32), (dim,)).copy()
+    return ActionSpec(False, dim, low, high)
+
+
+def rescale_action(action: jax.Array, low, high) -> jax.Array:
+    """Map an action in [-1, 1] (clipped first) affinely onto [low, high]."""
+    action = jnp.clip(action, -1.0, 1.0)
+    return low + 0.5 * (action + 1.0) * (high - low)
+
+
+@struct.dataclass
+class VecEnvState:
+    env_state: Any
+    episode_return: jax.Array  # [N] float32, return of the running episode so far
+    episode_length: jax.Array  # [N] int32, steps taken in the running episode
+
+
+class VecEnv:
+    """``num_envs`` copies of a gymnax environment, stepped together.
+
+    Policy actions for a Box space are taken to live in [-1, 1] per dimension and are
+    clipped and rescaled to the Box's bounds here, at the environment, so that the
+    algorithm can store and score the unclipped sample.
+    """
+
+    def __init__(self, name: str, num_envs: int, **env_kwargs: Any):
+        if int(num_envs) <= 0:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs}")
+        self.name = name
+        self.num_envs = int(num_envs)
+        self.env, self.params = make_env(name, **env_kwargs)
+        self.action_spec = action_spec(self.env, self.params)
+        obs_shape = self.env.observation_space(self.params).shape
+        self.obs_shape = tuple(obs_shape) if len(obs_shape) else (1,)
+        self.max_episode_steps = int(self.params.max_steps_in_episode)
+
+    def _obs(self, obs: jax.Array) -> jax.Array:
+        return jnp.asarray(obs, jnp.float32).reshape((-1,) + self.obs_shape)
+
+    def _env_action(self, action: jax.Array) -> jax.Array:
+        spec = self.action_spec
+        if spec.discrete:
+            return action
+        space_shape = self.env.action_space(self.params).shape
+        scaled = rescale_action(action, jnp.asarray(spec.low), jnp.asarray(spec.high))
+        return scaled.reshape((-1,) + tuple(space_shape))
+
+    def reset(self, key: jax.Array):
+        keys = jax.random.split(key, self.num_envs)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        state = VecEnvState(
+            env_state,
+            jnp.zeros(self.num_envs, jnp.float32),
+            jnp.zeros(self.num_envs, jnp.int32),
+        )
+        return self._obs(obs), state
+
+    def step(self, key: jax.Array, state: VecEnvState, action: jax.Array):
+        keys = jax.random.split(key, self.num_envs)
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(keys, state.env_state, self._env_action(action), self.params)
+        reward = jnp.asarray(reward, jnp.float32).reshape(self.num_envs)
+        terminated = jnp.asarray(terminated, bool).reshape(self.num_envs)
+        truncated = jnp.asarray(truncated, bool).reshape(self.num_envs)
+        done = terminated | truncated
+        ep_return = state.episode_return + reward
+        ep_length = state.episode_length + 1
+        out_info = {
+            "final_observation": self._obs(info["final_observation"]),
+            "returned_episode": done,
+            "episode_return": ep_return,
+            "episode_length": ep_length,
+            "episode_step": state.episode_length,
+        }
+        new_state = VecEnvState(
+            env_state,
+            jnp.where(done, 0.0, ep_return),
+            jnp.where(done, 0, ep_length),
+        )
+        return self._obs(obs), new_state, reward, terminated, truncated, out_info
+
+
+@struct.dataclass
+class RunningMeanStd:
+    """Running mean and variance of a batch of vectors (parallel-variance update)."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, shape) -> "RunningMeanStd":
+        return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
+
+    def update(self, batch: jax.Array) -> "RunningMeanStd":
+        """Fold in ``batch`` of shape [B, *shape]."""
+        b_mean = batch.mean(axis=0)
+        b_var = batch.var(axis=0)
+        b_count = jnp.asarray(batch.shape[0], jnp.float32)
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        return RunningMeanStd(mean, m2 / total, total)
+
+    def normalize(self, x: jax.Array, clip: float = 10.0) -> jax.Array:
+        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)

@@ -1,0 +1,80 @@
+"""Plain NumPy references: Python loops over time, obvious by eye."""
+import numpy as np
+
+
+def reward_to_go(rewards, discounts, dones, next_values=None):
+    T = len(rewards)
+    nv = np.zeros_like(rewards) if next_values is None else next_values
+    g = np.zeros_like(rewards, dtype=np.float64)
+    for t in reversed(range(T)):
+        if t == T - 1 or dones[t]:
+            future = nv[t]  # cut: bootstrap (0 without a value function)
+        else:
+            future = g[t + 1]
+        g[t] = rewards[t] + discounts[t] * future
+    return g
+
+
+def episode_start_values(x, dones):
+    out = np.zeros_like(x, dtype=np.float64)
+    start = x[0]
+    for t in range(len(x)):
+        if t > 0 and dones[t - 1]:
+            start = x[t]
+        out[t] = start
+    return out
+
+
+def gae(rewards, discounts, dones, values, next_values, lam):
+    T = len(rewards)
+    adv = np.zeros(T)
+    for t in reversed(range(T)):
+        delta = rewards[t] + discounts[t] * next_values[t] - values[t]
+        later = 0.0 if (t == T - 1 or dones[t]) else adv[t + 1]
+        adv[t] = delta + discounts[t] * lam * later
+    return adv
+
+
+def nstep_targets(rewards, discounts, dones, next_values, n):
+    T = len(rewards)
+    out = np.zeros(T)
+    for t in range(T):
+        g, scale, k = 0.0, 1.0, t
+        while True:
+            g += scale * rewards[k]
+            scale *= discounts[k]
+            if dones[k] or k == T - 1 or k - t + 1 == n:
+                g += scale * next_values[k]
+                break
+            k += 1
+        out[t] = g
+    return out
+
+
+def complete_episode_mask(dones, episode_step=None):
+    T = len(dones)
+    mask = np.zeros(T)
+    for t in range(T):
+        ends = any(dones[k] for k in range(t, T))
+        started = True if episode_step is None else episode_step[t] <= t
+        mask[t] = float(ends and started)
+    return mask
+
+
+def random_episodes(rng, T, p_term=0.1, p_trunc=0.05, gamma=0.9):
+    """Random [T] step data with both kinds of episode end."""
+    rewards = rng.normal(size=T).astype(np.float32)
+    u = rng.uniform(size=T)
+    terminated = u < p_term
+    truncated = (~terminated) & (u < p_term + p_trunc)
+    dones = terminated | truncated
+    discounts = (gamma * (1.0 - terminated)).astype(np.float32)
+    values = rng.normal(size=T).astype(np.float32)
+    next_values = rng.normal(size=T).astype(np.float32)
+    episode_step = np.zeros(T, np.int32)
+    step = int(rng.integers(0, 5))  # the first episode may have started before the batch
+    for t in range(T):
+        episode_step[t] = step
+        step = 0 if dones[t] else step + 1
+    return dict(rewards=rewards, discounts=discounts, dones=dones, terminated=terminated,
+                truncated=truncated, values=values, next_values=next_values, episode_step=episode_step)
