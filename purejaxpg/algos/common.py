@@ -1,0 +1,206 @@
+"""The on-policy training loop shared by REINFORCE, A2C and PPO.
+
+``make_onpolicy_train(config, algo)`` builds ``train(key, hparams)``: the whole run — env
+reset, ``num_updates`` x (collect a [num_steps, num_envs] batch; algorithm update), then an
+evaluation of the final policy — as one pure function, to be ``jit``-ed and ``vmap``-ed.
+``algo`` supplies only what is particular to it: ``grad_steps_per_update(config)``,
+``init_extra(config, hp)`` (algorithm state such as PPO-KL's beta) and
+``update(ctx, state, traj, hp, key) -> (state, metrics)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from .. import rollout
+from ..envs import VecEnv, check_env_name
+from ..networks import Actor, Critic
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig:
+    """Static settings: they fix array shapes and the program's structure."""
+
+    env: str = "CartPole-v1"
+    num_envs: int = 16  # parallel environments per seed
+    num_steps: int = 128  # steps per environment per update (T)
+    total_timesteps: int = 1_000_000  # env steps per seed (rounded down to whole updates)
+    hidden: tuple = (64, 64)  # hidden widths of actor and critic (separate networks)
+    activation: str = "tanh"
+    torso: str = "mlp"  # "conv" for MinAtar's 10x10xC observations
+    normalize_obs: bool = False  # running mean/std per seed, kept in the train state
+    bootstrap_truncation: bool = True  # False: treat time limits as terminations (biased; for study)
+    anneal_lr: bool = True  # linear decay to 0 over all optimiser steps
+    num_eval_episodes: int = 16  # final evaluation: one episode in each of this many envs
+    eval_greedy: bool = False  # evaluate the mode of the policy instead of sampling
+    progress_every: int = 0  # host callback cadence in updates; 0 picks about 100 per run
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> None:
+        check_env_name(self.env)
+        for name in ("num_envs", "num_steps", "num_eval_episodes"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is smaller than one update "
+                f"(num_envs x num_steps = {self.num_envs} x {self.num_steps} = {self.batch_size})")
+        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must be non-empty positive widths, got {self.hidden}")
+
+
+BASE_HPARAMS = {
+    "lr": 2.5e-4,  # Adam step size (initial, when annealed)
+    "gamma": 0.99,
+    "max_grad_norm": 0.5,  # global gradient-norm clip
+    "adam_eps": 1e-5,
+    "ent_coef": 0.0,  # entropy bonus
+    "vf_coef": 0.5,  # value-loss weight
+}
+
+
+def check_hparams(hparams: dict, defaults: dict) -> dict:
+    """Fill defaults, refuse unknown names and non-finite or out-of-range values."""
+    unknown = set(hparams) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
+    out = {**defaults, **hparams}
+    for k, v in out.items():
+        arr = jnp.asarray(v)
+        if not bool(jnp.all(jnp.isfinite(arr))):
+            raise ValueError(f"hyperparameter {k} must be finite, got {v}")
+    for k in ("lr", "max_grad_norm", "adam_eps"):
+        if k in out and not bool(jnp.all(jnp.asarray(out[k]) > 0)):
+            raise ValueError(f"hyperparameter {k} must be > 0, got {out[k]}")
+    if "gamma" in out and not bool(jnp.all((jnp.asarray(out["gamma"]) >= 0) & (jnp.asarray(out["gamma"]) <= 1))):
+        raise ValueError(f"gamma must lie in [0, 1], got {out['gamma']}")
+    return out
+
+
+@struct.dataclass
+class TrainState:
+    params: Any  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    env: rollout.EnvCarry
+    extra: Any  # algorithm state (PPO-KL's beta, reward-scaling statistics, ...)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything static an algorithm's update needs."""
+
+    config: Any
+    venv: VecEnv
+    actor: Actor
+    critic: Critic
+    tx: Any = None
+
+    def policy(self, params, obs):
+        return self.actor.apply(params["actor"], obs)
+
+    def value(self, params, obs):
+        return self.critic.apply(params["critic"], obs)
+
+
+def make_optimizer(hp: dict, total_grad_steps: int, anneal: bool):
+    lr = hp["lr"]
+    schedule = (lambda count: lr * (1.0 - count / total_grad_steps)) if anneal else (lambda count: lr)
+    return optax.chain(
+        optax.clip_by_global_norm(hp["max_grad_norm"]),
+        optax.scale_by_adam(eps=hp["adam_eps"]),
+        optax.scale_by_learning_rate(schedule),
+    )
+
+
+def build_networks(config, venv: VecEnv):
+    spec = venv.action_spec
+    actor = Actor(spec.num_actions, spec.discrete, tuple(config.hidden), config.activation, config.torso)
+    critic = Critic(tuple(config.hidden), config.activation, config.torso)
+    return actor, critic
+
+
+def progress_cadence(config) -> int:
+    return config.progress_every or max(1, math.ceil(config.num_updates / 100))
+
+
+def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
+    """Build ``train(key, hparams) -> dict`` (pure; jit/vmap-able).
+
+    Output: ``{"state": TrainState, "metrics": {name: [num_updates]},
+    "eval_returns": [num_eval_episodes]}``. ``callback(update_index, metrics)``, if
+    given, is called from inside the program every ``progress_cadence(config)`` updates.
+    """
+    config.validate()
+    venv = VecEnv(config.env, config.num_envs)
+    eval_env = VecEnv(config.env, config.num_eval_episodes)
+    actor, critic = build_networks(config, venv)
+    num_updates = config.num_updates
+    every = progress_cadence(config)
+    uses_values = getattr(algo, "uses_values", lambda c: True)(config)
+
+    def policy_fn(params, obs, key):
+        dist = actor.apply(params["actor"], obs)
+        action = dist.sample(seed=key)
+        return action, dist.log_prob(action)
+
+    def greedy_fn(params, obs, key):
+        dist = actor.apply(params["actor"], obs)
+        action = dist.mode()
+        return action, dist.log_prob(action)
+
+    def value_fn(params, obs):
+        return critic.apply(params["critic"], obs)
+
+    def train(key, hparams):
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        tx = make_optimizer(hp, num_updates * algo.grad_steps_per_update(config), config.anneal_lr)
+        ctx = Context(config, venv, actor, critic, tx)
+        k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
+        dummy = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
+        params = {"actor": actor.init(k_actor, dummy), "critic": critic.init(k_critic, dummy)}
+        state = TrainState(params, tx.init(params), rollout.reset(venv, k_env, config.normalize_obs),
+                           algo.init_extra(config, hp))
+
+        def update_step(carry, i):
+            state, key = carry
+            key, k_collect, k_update = jax.random.split(key, 3)
+            env, traj = rollout.collect(venv, policy_fn, state.params, state.env, k_collect,
+                                        config.num_steps, value_fn if uses_values else None)
+            if not config.bootstrap_truncation:
+                traj = traj._replace(terminated=traj.done)
+            state, metrics = algo.update(ctx, state.replace(env=env), traj, hp, k_update)
+            metrics = {**rollout.episode_metrics(traj), **metrics}
+            if callback is not None:
+                jax.lax.cond(((i + 1) % every == 0) | (i + 1 == num_updates),
+                             lambda: jax.debug.callback(callback, i, metrics), lambda: None)
+            return (state, key), metrics
+
+        (state, _), metrics = jax.lax.scan(update_step, (state, k_train), jnp.arange(num_updates))
+        act = greedy_fn if config.eval_greedy else policy_fn
+        eval_returns = rollout.evaluate(eval_env, act, state.params, state.env.obs_rms, k_eval)
+        return {"state": state, "metrics": metrics, "eval_returns": eval_returns}
+
+    return train
+
+
+def apply_gradients(ctx: Context, state: TrainState, loss_fn, *args):
+    """One optimiser step on ``loss_fn(params, *args) -> (loss, aux)``."""
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *args)
+    updates, opt_state = ctx.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return state.replace(params=params, opt_state=opt_state), loss, aux
+

@@ -1,0 +1,137 @@
+"""REINFORCE: grad J = E[ sum_t grad log pi(a_t|s_t) * w_t ].
+
+Choices (all static config):
+
+* ``returns``: ``"reward_to_go"`` (w_t from G_t = sum_{k>=t} gamma^(k-t) r_k) or ``"whole"``
+  (every step of an episode weighted by the episode's return G_0, the textbook form).
+* ``baseline``: ``"none"``, ``"mean"`` (batch mean of the returns) or ``"value"`` (a learned
+  V(s_t), fitted to the reward-to-go). A baseline that depends only on s_t leaves the
+  estimate unbiased because E[grad log pi(a|s)] = 0; the batch mean is a constant up to
+  an O(1/B) coupling.
+* ``normalize``: standardise the weights over the batch (the textbook's "return
+  normalisation"): a per-batch positive rescaling and shift, which changes step size
+  and adds a mean baseline.
+* ``gamma_weighting``: multiply step t of an episode by gamma^t. Only then is the
+  estimate the gradient of the discounted objective J = E[G_0]; without it (the usual
+  deep-RL practice) it is a biased estimate of that gradient, weighting late states as
+  much as early ones.
+
+A batch is T steps of N environments, so episodes cross update boundaries. ``boundary``:
+
+* ``"drop"``: steps whose weight cannot be computed from this batch are masked out — for
+  reward-to-go, the unfinished tail piece of each environment; for whole returns, also
+  the head piece of an episode that started in an earlier batch. What remains is an
+  on-policy Monte-Carlo estimate, unbiased (apart from the usual dependence of the state
+  distribution on the recent policies). Needs ``num_steps`` comfortably longer than
+  episodes, or most data is thrown away.
+* ``"bootstrap"`` (only with ``baseline="value"``): the unfinished tail is completed by the
+  learned value V(s_T), and time-limit truncations by V(final_observation). Uses every
+  step, at the price of the value function's bias on those steps.
+
+Time-limit truncations without a value function count as episode ends.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from .. import advantages as adv
+from ..losses import explained_variance, masked_mean, reinforce_loss, value_loss
+from ..rollout import batched_apply
+from .common import BASE_HPARAMS, OnPolicyConfig, apply_gradients, make_onpolicy_train
+
+RETURNS = ("reward_to_go", "whole")
+BASELINES = ("none", "mean", "value")
+BOUNDARIES = ("drop", "bootstrap")
+
+
+@dataclass(frozen=True)
+class Config(OnPolicyConfig):
+    num_envs: int = 8
+    num_steps: int = 256
+    returns: str = "reward_to_go"
+    baseline: str = "value"
+    boundary: str = "bootstrap"
+    normalize: bool = True
+    gamma_weighting: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        for name, valid in (("returns", RETURNS), ("baseline", BASELINES), ("boundary", BOUNDARIES)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
+        if self.boundary == "bootstrap" and self.baseline != "value":
+            raise ValueError("boundary='bootstrap' needs baseline='value' (a learned V to bootstrap from)")
+
+
+def default_hparams(config=None) -> dict:
+    return {**BASE_HPARAMS, "lr": 1e-3, "ent_coef": 0.0, "vf_coef": 0.5}
+
+
+def grad_steps_per_update(config) -> int:
+    return 1
+
+
+def uses_values(config) -> bool:
+    return config.baseline == "value"
+
+
+def init_extra(config, hp):
+    return ()
+
+
+def weights_and_mask(config, traj, gamma, value=None):
+    """The per-step policy-gradient weights w_t, the mask of usable steps, the value targets
+    (reward-to-go) and their mask. All [T, N]."""
+    discounts = traj.discounts(gamma)
+    done = traj.done
+    bootstrap = config.boundary == "bootstrap"
+    next_value = traj.next_value if bootstrap else None
+    rtg = adv.reward_to_go(traj.reward, discounts, done, next_value)
+    rtg_mask = jnp.ones_like(rtg) if bootstrap else adv.complete_episode_mask(done)
+    if config.returns == "whole":
+        g = adv.episode_start_values(rtg, done)
+        t = jnp.arange(done.shape[0])[:, None]
+        mask = rtg_mask * (traj.episode_step <= t)
+    else:
+        g, mask = rtg, rtg_mask
+    if config.baseline == "mean":
+        g = g - masked_mean(g, mask)
+    elif config.baseline == "value":
+        g = g - value
+    if config.gamma_weighting:
+        g = g * adv.discount_weights(gamma, traj.episode_step)
+    if config.normalize:
+        g = adv.normalize(g, mask)
+    return g, mask, rtg, rtg_mask
+
+
+def update(ctx, state, traj, hp, key):
+    config = ctx.config
+    weights, mask, targets, target_mask = weights_and_mask(config, traj, hp["gamma"], traj.value)
+
+    def loss_fn(params):
+        dist = ctx.policy(params, traj.obs.reshape((-1,) + traj.obs.shape[2:]))
+        log_probs = dist.log_prob(traj.action.reshape((-1,) + traj.action.shape[2:])).reshape(weights.shape)
+        entropy = masked_mean(dist.entropy().reshape(weights.shape), mask)
+        pg = reinforce_loss(log_probs, weights, mask)
+        loss = pg - hp["ent_coef"] * entropy
+        aux = {"policy_loss": pg, "entropy": entropy}
+        if config.baseline == "value":
+            values = batched_apply(ctx.value, params, traj.obs)
+            vl = value_loss(values, targets, target_mask)
+            loss = loss + hp["vf_coef"] * vl
+            aux["value_loss"] = vl
+            aux["explained_variance"] = explained_variance(jax.lax.stop_gradient(values), targets, target_mask)
+        return loss, aux
+
+    state, loss, aux = apply_gradients(ctx, state, loss_fn)
+    return state, {**aux, "loss": loss, "used_fraction": mask.mean()}
+
+
+def make_train(config: Config, callback=None):
+    import sys
+
+    return make_onpolicy_train(config, sys.modules[__name__], callback)
