@@ -1,0 +1,81 @@
+"""Aggregate statistics across seeds (NumPy, host side).
+
+Interquartile mean (the mean of the middle 50% of runs, robust to a few outlier seeds),
+percentile bootstrap confidence intervals (stratified when scores come from several
+tasks: seeds are resampled within each task), and the probability of improvement
+P(X > Y) between two sets of runs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def iqm(x, axis=None) -> np.ndarray:
+    """Interquartile mean: the mean of the values between the 25th and 75th percentiles.
+
+    Uses the fractional-weight definition (as for scipy's trimmed mean with 25% cut each
+    side), so it is defined for any number of values; for n < 4 it is a weighted mean of
+    the middle values.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    x = np.sort(np.moveaxis(x, axis, -1), axis=-1)
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("iqm of an empty array")
+    # weight of each sorted value: the overlap of [i/n, (i+1)/n] with [0.25, 0.75]
+    edges = np.arange(n + 1) / n
+    w = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
+    return (x * w).sum(-1) / w.sum()
+
+
+def bootstrap_ci(x, statistic: Callable = np.mean, num_resamples: int = 2000,
+                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` (called as ``statistic(a, axis=-1)``, e.g.
+    ``np.mean`` or ``iqm``) over the runs.
+
+    ``x``: [num_runs] scores, or [num_tasks, num_runs] for a stratified bootstrap (runs
+    resampled within each task; ``statistic`` then sees the [num_tasks, num_runs] resample
+    flattened). NaN scores are an error: a failed run must not vanish from the interval.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.size == 0:
+        raise ValueError("bootstrap_ci of an empty array")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap_ci: scores contain NaN or inf")
+    rng = np.random.default_rng(seed)
+    tasks, runs = x.shape
+    idx = rng.integers(0, runs, size=(num_resamples, tasks, runs))
+    samples = np.take_along_axis(x[None], idx, axis=2).reshape(num_resamples, -1)
+    stats = statistic(samples, axis=-1)
+    lo, hi = np.percentile(stats, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(lo), float(hi)
+
+
+def probability_of_improvement(x, y) -> float:
+    """P(X > Y) + 0.5 P(X = Y) for X drawn from runs ``x`` and Y from runs ``y``
+    (the Mann-Whitney U statistic divided by len(x) * len(y))."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1, 1)
+    y = np.asarray(y, dtype=np.float64).reshape(1, -1)
+    if x.size == 0 or y.size == 0:
+        raise ValueError("probability_of_improvement needs runs on both sides")
+    return float(((x > y) + 0.5 * (x == y)).mean())
+
+
+def summarize(per_seed) -> dict:
+    """{"mean", "iqm", "ci95": [lo, hi] (bootstrap CI of the mean), "per_seed",
+    "num_nonfinite"}. Non-finite seeds (a diverged run) are reported as None in
+    ``per_seed``, counted, and left out of the aggregates."""
+    x = np.asarray(per_seed, dtype=np.float64).reshape(-1)
+    finite = x[np.isfinite(x)]
+    out = {"mean": None, "iqm": None, "ci95": [None, None],
+           "per_seed": [float(v) if np.isfinite(v) else None for v in x],
+           "num_nonfinite": int(x.size - finite.size)}
+    if finite.size:
+        out.update(mean=float(finite.mean()), iqm=float(iqm(finite)), ci95=list(bootstrap_ci(finite)))
+    return out
