@@ -1,7 +1,7 @@
 """The ``purejaxpg`` command.
 
     purejaxpg train ALGO [--env ENV] [--num-seeds N] [--total-timesteps T] [--out DIR]
-                         [--seed S] [--quiet] [--FIELD VALUE ...]
+                         [--seed S] [--preset auto|none|ALGO/ENV] [--quiet] [--FIELD VALUE ...]
     purejaxpg list
 
 Every field of the algorithm's config and every hyperparameter can be set as
@@ -63,6 +63,8 @@ def _train_parser(algo_name: str | None):
     p.add_argument("--seed", type=_int, default=0, help="master PRNG seed (default 0)")
     p.add_argument("--out", default=None, help="output directory (default runs/ALGO-ENV)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--preset", default="auto",
+                   help="tuned settings: auto (the env's preset, if any), none, or ALGO/ENV (default auto)")
     if algo_name is None:
         return p, {}
     from .algos import get_algo
@@ -84,11 +86,9 @@ def cmd_list() -> None:
 
     print("algorithms:   " + ", ".join(algo_names()))
     print("environments: " + ", ".join(env_names()))
-    try:
-        from .presets import preset_names
-    except ImportError:
-        return
-    print("presets:      " + ", ".join(preset_names()))
+    from .presets import preset_names
+
+    print("presets:      " + (", ".join(preset_names()) or "(none)"))
 
 
 def cmd_train(argv) -> int:
@@ -103,9 +103,10 @@ def cmd_train(argv) -> int:
     overrides = {k: getattr(args, k) for k in settable if getattr(args, k) is not None}
     from .experiment import build, run
 
-    _, config, _ = build(args.algo, overrides)  # fail fast on bad values
+    _, config, _ = build(args.algo, overrides, args.preset)  # fail fast on bad values
     out = args.out or f"runs/{args.algo}-{config.env}"
-    result = run(args.algo, overrides, num_seeds=args.num_seeds, seed=args.seed, out_dir=out, quiet=args.quiet)
+    result = run(args.algo, overrides, num_seeds=args.num_seeds, seed=args.seed, out_dir=out,
+                 quiet=args.quiet, preset=args.preset)
     s = result["summary"]
     fr = s["final_return"]
     print(json.dumps({"out": out, "final_return_iqm": fr["iqm"], "final_return_mean": fr["mean"],

@@ -26,13 +26,19 @@ from .algos import get_algo
 from .algos.common import check_hparams, progress_cadence
 
 
-def build(algo_name: str, overrides: dict):
+def build(algo_name: str, overrides: dict, preset: str = "auto"):
     """Split ``overrides`` into config fields and hyperparameters, validate both.
 
-    Returns (module, config, hparams). Raises ValueError (one line) on bad input.
+    The preset (see ``purejaxpg.presets``) for the chosen env is applied first, then
+    ``overrides``. Returns (module, config, hparams). Raises ValueError (one line) on
+    bad input.
     """
+    from .presets import resolve
+
     algo = get_algo(algo_name)
     fields = {f.name for f in dataclasses.fields(algo.Config)}
+    env = overrides.get("env", algo.Config().env)
+    overrides = {**resolve(algo_name, env, preset), **overrides}
     cfg_over = {k: v for k, v in overrides.items() if k in fields}
     config = algo.Config(**cfg_over)
     config.validate()
@@ -62,11 +68,11 @@ def versions() -> dict:
 
 
 def run(algo_name: str, overrides: dict | None = None, num_seeds: int = 8, seed: int = 0,
-        out_dir: str | None = None, quiet: bool = False) -> dict:
+        out_dir: str | None = None, quiet: bool = False, preset: str = "auto") -> dict:
     overrides = dict(overrides or {})
     if int(num_seeds) <= 0:
         raise ValueError(f"num_seeds must be a positive integer, got {num_seeds}")
-    algo, config, hparams = build(algo_name, overrides)
+    algo, config, hparams = build(algo_name, overrides, preset)
 
     import jax
 

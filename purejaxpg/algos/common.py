@@ -32,7 +32,7 @@ class OnPolicyConfig:
     num_envs: int = 16  # parallel environments per seed
     num_steps: int = 128  # steps per environment per update (T)
     total_timesteps: int = 1_000_000  # env steps per seed (rounded down to whole updates)
-    hidden: tuple = (64, 64)  # hidden widths of actor and critic (separate networks)
+    hidden: tuple = (64, 64)  # hidden widths of actor and critic (separate networks); () is linear
     activation: str = "tanh"
     torso: str = "mlp"  # "conv" for MinAtar's 10x10xC observations
     normalize_obs: bool = False  # running mean/std per seed, kept in the train state
@@ -59,8 +59,8 @@ class OnPolicyConfig:
             raise ValueError(
                 f"total_timesteps={self.total_timesteps} is smaller than one update "
                 f"(num_envs x num_steps = {self.num_envs} x {self.num_steps} = {self.batch_size})")
-        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
-            raise ValueError(f"hidden must be non-empty positive widths, got {self.hidden}")
+        if any(int(h) <= 0 for h in self.hidden):
+            raise ValueError(f"hidden widths must be positive, got {self.hidden} (empty: a linear policy)")
 
 
 BASE_HPARAMS = {
