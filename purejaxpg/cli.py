@@ -116,6 +116,33 @@ def cmd_train(argv) -> int:
     return 0
 
 
+def cmd_lab(argv) -> int:
+    """``purejaxpg lab``: policy-gradient estimators against the exact gradient (purejaxpg.lab)."""
+    p = _Parser(prog="purejaxpg lab",
+                description="Bias, variance and cosine of policy-gradient estimators on a tabular MDP, "
+                            "against the exact gradient; writes OUT/lab.json and OUT/lab.png.")
+    p.add_argument("--mdp", default="random", help="random | chain | frozenlake (default random)")
+    p.add_argument("--states", type=_int, default=None,
+                   help="random: number of states, the last terminal (default 6); chain: length + 1 (default 7)")
+    p.add_argument("--actions", type=_int, default=None, help="random: number of actions (default 3)")
+    p.add_argument("--batch-sizes", type=_ints, default=(4, 16, 64), help="episodes per batch (default 4,16,64)")
+    p.add_argument("--k", type=_int, default=200, help="batches per batch size (default 200)")
+    p.add_argument("--seed", type=_int, default=0, help="MDP, policy and sampling seed (default 0)")
+    p.add_argument("--lam", type=float, default=0.95, help="GAE lambda (default 0.95)")
+    p.add_argument("--out", default=None, help="output directory (default runs/lab-MDP)")
+    args = p.parse_args(argv)
+    from .lab import MDPS, format_table, run_lab, write_outputs
+
+    if args.mdp not in MDPS:
+        raise ValueError(f"unknown MDP {args.mdp!r}; valid: {', '.join(MDPS)}")
+    result = run_lab(args.mdp, args.states, args.actions, args.batch_sizes, args.k, args.seed, args.lam)
+    out = args.out or f"runs/lab-{args.mdp}"
+    write_outputs(result, out)
+    print(format_table(result))
+    print(f"wrote {out}/lab.json and {out}/lab.png")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = "usage: purejaxpg {train,list} ...  (purejaxpg train --help)"
@@ -129,6 +156,8 @@ def main(argv=None) -> int:
             return 0
         if cmd == "train":
             return cmd_train(rest)
+        if cmd == "lab":
+            return cmd_lab(rest)
     except ValueError as e:
         print(f"purejaxpg: error: {e}", file=sys.stderr)
         return 2

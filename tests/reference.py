@@ -78,3 +78,20 @@ def random_episodes(rng, T, p_term=0.1, p_trunc=0.05, gamma=0.9):
         step = 0 if dones[t] else step + 1
     return dict(rewards=rewards, discounts=discounts, dones=dones, terminated=terminated,
                 truncated=truncated, values=values, next_values=next_values, episode_step=episode_step)
+
+
+def policy_evaluation(P, R, terminal, gamma, pi, sweeps=2000):
+    """V^pi of a finite MDP by Bellman backups, state by state (terminal states: V = 0;
+    no value flows back from them)."""
+    S, A = R.shape
+    V = np.zeros(S)
+    for _ in range(sweeps):
+        new = np.zeros(S)
+        for s in range(S):
+            if terminal[s]:
+                continue
+            for a in range(A):
+                future = sum(P[s, a, t] * V[t] for t in range(S) if not terminal[t])
+                new[s] += pi[s, a] * (R[s, a] + gamma * future)
+        V = new
+    return V
