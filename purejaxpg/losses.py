@@ -88,3 +88,58 @@ def explained_variance(values, targets, mask=None):
 
     vt = var(targets)
     return jnp.where(vt > 0, 1.0 - var(targets - values) / jnp.where(vt > 0, vt, 1.0), 0.0)
+
+
+# ---- SAC ----------------------------------------------------------------------------
+# Shapes: B transitions, K critics in the ensemble, A discrete actions. Each loss lets
+# gradients reach only the quantity it trains; the caller decides which parameters a
+# quantity depends on (the actor loss, for instance, is given Q-values computed with
+# the critic's parameters held constant, so only the actor moves).
+
+def soft_td_target(reward, discount, next_q, next_log_prob, alpha):
+    """Soft Bellman target y = r + discount * (Q'(s', a') - alpha * log pi(a'|s')), a' ~ pi(.|s'),
+    with ``discount`` = gamma * (1 - terminated) and Q' the minimum over the target critics.
+    All [B]; returned as a constant."""
+    chex.assert_equal_shape([reward, discount, next_q, next_log_prob])
+    return jax.lax.stop_gradient(reward + discount * (next_q - alpha * next_log_prob))
+
+
+def discrete_soft_value(probs, log_probs, q, alpha):
+    """V(s) = sum_a pi(a|s) (Q(s, a) - alpha * log pi(a|s)), the exact expectation over a
+    discrete policy. [B, A] inputs -> [B]."""
+    chex.assert_equal_shape([probs, log_probs, q])
+    return (probs * (q - alpha * log_probs)).sum(-1)
+
+
+def sac_critic_loss(q, target):
+    """0.5 * sum over critics of the mean squared error to the target. q [K, B], target [B]."""
+    chex.assert_rank(q, 2)
+    chex.assert_equal_shape([q[0], target])
+    return 0.5 * ((q - jax.lax.stop_gradient(target)[None]) ** 2).mean(-1).sum()
+
+
+def sac_actor_loss(log_prob, q, alpha):
+    """mean[alpha * log pi(a|s) - Q(s, a)] with a ~ pi(.|s) reparameterised, so gradients flow
+    through both terms into the policy; alpha is a constant here. [B] each."""
+    chex.assert_equal_shape([log_prob, q])
+    return (jax.lax.stop_gradient(alpha) * log_prob - q).mean()
+
+
+def discrete_sac_actor_loss(probs, log_probs, q, alpha):
+    """mean_s sum_a pi(a|s) (alpha * log pi(a|s) - Q(s, a)): the expectation over actions in
+    closed form, Q and alpha constants. [B, A] each."""
+    chex.assert_equal_shape([probs, log_probs, q])
+    alpha = jax.lax.stop_gradient(alpha)
+    return (probs * (alpha * log_probs - jax.lax.stop_gradient(q))).sum(-1).mean()
+
+
+def temperature_loss(log_alpha, entropy, target_entropy):
+    """log_alpha * (H - H_target), H the policy's (estimated) entropy as a constant.
+    Its gradient H - H_target raises alpha while the entropy is below target and lowers it
+    above (continuous SAC: H = -mean log pi(a|s), the usual -log_alpha (log pi + H_target))."""
+    return log_alpha * (jax.lax.stop_gradient(entropy) - target_entropy)
+
+
+def polyak_update(target, online, tau):
+    """target <- (1 - tau) * target + tau * online, leaf by leaf."""
+    return jax.tree_util.tree_map(lambda t, o: t + tau * (o - t), target, online)

@@ -1,0 +1,408 @@
+"""SAC: soft actor-critic, with its replay buffer inside the compiled program.
+
+One run is ``num_updates`` updates; each update
+
+1. steps ``num_envs`` environments ``num_steps`` times (uniform random actions while
+   fewer than ``learning_starts`` env steps have been taken, then samples of the policy)
+   and writes the ``batch_size = num_envs * num_steps`` transitions into the buffer;
+2. takes ``grad_steps`` gradient steps, each on ``minibatch_size`` transitions drawn
+   uniformly from the buffer. The replay ratio (gradient steps per env step) is
+   ``grad_steps / batch_size``: 1 env x 1 step x 1 grad step is the classic one-to-one,
+   ``num_steps=4, grad_steps=1`` is 0.25, ``grad_steps=4`` with one env step is 4.
+
+A gradient step updates actor, critics and temperature together, from one forward pass
+per network, then moves the target critics by Polyak averaging:
+
+* critics: 0.5 sum_k (Q_k(s, a) - y)^2 with y = r + gamma (1 - terminated) (min_k Q'_k(s', a')
+  - alpha log pi(a'|s')), a' ~ pi(.|s') from the current policy, Q' the target critics.
+  Truncated episodes bootstrap: s' is the observation before the automatic reset.
+* actor: alpha log pi(a|s) - min_k Q_k(s, a), a ~ pi(.|s) reparameterised (a tanh-squashed
+  Gaussian); the critic's parameters are held constant. The Q-values used are those of the
+  critic before this step's update (the critic and actor updates are computed together).
+* temperature: log_alpha (H - H_target) with the entropy estimate H = -mean log pi(a|s),
+  H_target = -target_entropy_scale x |A| by default; or a fixed alpha (learn_alpha=False).
+
+Discrete action spaces use the discrete variant: a categorical policy, Q(s, .) heads, and
+the expectation over actions in closed form in the target, the actor loss and the entropy
+(H_target = target_entropy_scale x log |A|).
+
+Observations are stored raw; with ``normalize_obs`` a running mean/std (in the train
+state) normalises them whenever a network sees them, so old and new entries are treated
+alike. Everything that shapes arrays is in ``Config``; learning rates, gamma, tau, the
+initial temperature and the target-entropy scale are traced hyperparameters, so a sweep
+over them compiles once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.flatten_util import ravel_pytree
+
+from .. import replay, rollout
+from ..envs import RunningMeanStd, VecEnv, check_env_name
+from ..losses import (discrete_sac_actor_loss, discrete_soft_value, polyak_update, sac_actor_loss,
+                      sac_critic_loss, soft_td_target, temperature_loss)
+from ..networks import ACTIVATIONS, CategoricalSACActor, EnsembleQ, SquashedGaussianActor
+from .common import progress_cadence
+
+
+# Counter-based generators for the random numbers drawn inside the program. JAX's default,
+# threefry2x32, is lowered on CPU as a rolled loop of many tiny kernels; Philox is emitted
+# unrolled and fuses into one kernel per draw, which matters when every env step and
+# gradient step draws (see benchmarks/NOTES.md). philox4x32 keeps 64-bit keys.
+RNG_IMPLS = ("philox4x32", "threefry2x32")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Static settings: they fix array shapes and the program's structure."""
+
+    env: str = "Pendulum-v1"
+    num_envs: int = 1  # parallel environments per seed
+    num_steps: int = 1  # env steps per environment per update
+    grad_steps: int = 1  # gradient steps per update; replay ratio = grad_steps / batch_size
+    total_timesteps: int = 20_000  # env steps per seed (rounded down to whole updates)
+    buffer_size: int = 100_000  # transitions kept per seed (a ring: the oldest go first)
+    minibatch_size: int = 256  # transitions per gradient step
+    learning_starts: int = 1_000  # env steps per seed of uniform random actions before learning
+    hidden: tuple = (256, 256)  # hidden widths of the actor and of each critic
+    activation: str = "relu"
+    num_q: int = 2  # critics in the ensemble; targets and the actor use their minimum
+    learn_alpha: bool = True  # False: alpha stays at the init_alpha hyperparameter
+    log_std_min: float = -5.0  # bounds of the Gaussian's log-std (continuous actions)
+    log_std_max: float = 2.0
+    normalize_obs: bool = False  # running mean/std per seed, kept in the train state
+    bootstrap_truncation: bool = True  # False: treat time limits as terminations (biased; for study)
+    num_eval_episodes: int = 16  # final evaluation: one episode in each of this many envs
+    eval_deterministic: bool = True  # evaluate tanh(mean) (argmax for discrete) instead of sampling
+    memory_limit_mb: float = 0.0  # refuse runs whose buffers exceed this; 0: half the free memory
+    rng_impl: str = "philox4x32"  # PRNG inside the program (the seed key is converted); see RNG_IMPLS
+    progress_every: int = 0  # host callback cadence in updates; 0 picks about 100 per run
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per update (per seed)."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def num_warmup_updates(self) -> int:
+        """Updates with random actions and no gradient steps."""
+        return math.ceil(self.learning_starts / self.batch_size)
+
+    @property
+    def replay_ratio(self) -> float:
+        return self.grad_steps / self.batch_size
+
+    def validate(self) -> None:
+        check_env_name(self.env)
+        for name in ("num_envs", "num_steps", "grad_steps", "total_timesteps", "buffer_size",
+                     "minibatch_size", "num_q", "num_eval_episodes"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is smaller than one update "
+                f"(num_envs x num_steps = {self.num_envs} x {self.num_steps} = {self.batch_size})")
+        if self.buffer_size < self.minibatch_size:
+            raise ValueError(f"buffer_size={self.buffer_size} is smaller than minibatch_size={self.minibatch_size}")
+        if self.buffer_size < self.batch_size:
+            raise ValueError(f"buffer_size={self.buffer_size} is smaller than the env steps of one update "
+                             f"(num_envs x num_steps = {self.batch_size})")
+        if self.learning_starts < 0 or self.num_warmup_updates >= self.num_updates:
+            raise ValueError(f"learning_starts={self.learning_starts} leaves no update for learning: random actions "
+                             f"fill the first {self.num_warmup_updates} of {self.num_updates} updates "
+                             f"({self.batch_size} env steps each); lower it or raise total_timesteps")
+        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
+            raise ValueError(f"hidden widths must be positive and at least one, got {self.hidden}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"log_std_min={self.log_std_min} must be below log_std_max={self.log_std_max}")
+        if self.rng_impl not in RNG_IMPLS:
+            raise ValueError(f"rng_impl must be one of {', '.join(RNG_IMPLS)}, got {self.rng_impl!r}")
+        if self.memory_limit_mb < 0:
+            raise ValueError(f"memory_limit_mb must be >= 0 (0: automatic), got {self.memory_limit_mb}")
+
+
+def default_hparams(config: Optional[Config] = None) -> dict:
+    """Traced hyperparameters. ``target_entropy_scale`` means -scale x |A| for Box actions and
+    scale x log|A| for Discrete ones (0.89: a nearly uniform policy's entropy, the common
+    discrete-SAC default)."""
+    discrete = config is not None and VecEnv(config.env, 1).action_spec.discrete
+    return {
+        "actor_lr": 3e-4,
+        "critic_lr": 1e-3,
+        "alpha_lr": 1e-3,
+        "gamma": 0.99,
+        "tau": 0.005,  # Polyak step of the target critics per gradient step
+        "init_alpha": 1.0,  # initial (or, with learn_alpha=False, fixed) temperature
+        "target_entropy_scale": 0.89 if discrete else 1.0,
+        "adam_eps": 1e-8,
+    }
+
+
+def validate_hparams(hparams: dict) -> None:
+    """One-line errors for values outside their range (call on concrete values)."""
+    hp = {k: np.asarray(v) for k, v in hparams.items()}
+    for k in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "adam_eps"):
+        if k in hp and not np.all(hp[k] > 0):
+            raise ValueError(f"hyperparameter {k} must be > 0, got {hparams[k]}")
+    if "tau" in hp and not np.all((hp["tau"] > 0) & (hp["tau"] <= 1)):
+        raise ValueError(f"tau must lie in (0, 1], got {hparams['tau']}")
+    if "gamma" in hp and not np.all((hp["gamma"] >= 0) & (hp["gamma"] <= 1)):
+        raise ValueError(f"gamma must lie in [0, 1], got {hparams['gamma']}")
+
+
+class AdamState(NamedTuple):
+    """Adam's moments for all parameters as one flat vector (one fused update per step
+    instead of a few small ops per parameter array)."""
+
+    mu: jax.Array
+    nu: jax.Array
+    count: jax.Array
+
+
+def adam_init(flat_params) -> AdamState:
+    return AdamState(jnp.zeros_like(flat_params), jnp.zeros_like(flat_params), jnp.int32(0))
+
+
+def adam_update(state: AdamState, grad, eps, b1: float = 0.9, b2: float = 0.999):
+    """Adam's bias-corrected step direction m_hat / (sqrt(v_hat) + eps) (to be scaled by the
+    learning rate and subtracted), as optax.scale_by_adam computes it."""
+    count = state.count + 1
+    mu = b1 * state.mu + (1.0 - b1) * grad
+    nu = b2 * state.nu + (1.0 - b2) * grad * grad
+    t = count.astype(grad.dtype)
+    step = (mu / (1.0 - b1**t)) / (jnp.sqrt(nu / (1.0 - b2**t)) + eps)
+    return step, AdamState(mu, nu, count)
+
+
+@struct.dataclass
+class SACState:
+    params: Any  # {"actor", "critic", "log_alpha"}
+    target_critic: Any
+    opt_state: Any  # one Adam state over all of params
+    env: rollout.EnvCarry
+    buffer: replay.ReplayBuffer
+    obs_rms: Optional[RunningMeanStd]  # None when observation normalisation is off
+
+
+def buffer_entry(venv: VecEnv) -> dict:
+    """Shapes and dtypes of one stored transition."""
+    spec = venv.action_spec
+    obs = jax.ShapeDtypeStruct(venv.obs_shape, jnp.float32)
+    action = jax.ShapeDtypeStruct((), jnp.int32) if spec.discrete else jax.ShapeDtypeStruct((spec.num_actions,), jnp.float32)
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    return {"obs": obs, "action": action, "reward": scalar, "terminated": jax.ShapeDtypeStruct((), jnp.bool_),
+            "next_obs": obs}
+
+
+def memory_estimate(config: Config, num_seeds: int = 1) -> int:
+    """Bytes the replay buffers of ``num_seeds`` seeds take."""
+    return replay.memory_bytes(buffer_entry(VecEnv(config.env, 1)), config.buffer_size, num_seeds)
+
+
+def check_resources(config: Config, num_seeds: int = 1) -> int:
+    """Refuse (one-line ValueError, before compiling) a run whose buffers would not fit;
+    returns the estimate in bytes."""
+    config.validate()
+    return replay.check_memory(buffer_entry(VecEnv(config.env, 1)), config.buffer_size, num_seeds,
+                               limit_bytes=config.memory_limit_mb * 2**20)
+
+
+def build_networks(config: Config, venv: VecEnv):
+    spec = venv.action_spec
+    hidden = tuple(config.hidden)
+    if spec.discrete:
+        actor = CategoricalSACActor(spec.num_actions, hidden, config.activation)
+        critic = EnsembleQ(config.num_q, hidden, config.activation, spec.num_actions)
+    else:
+        actor = SquashedGaussianActor(spec.num_actions, hidden, config.activation,
+                                      config.log_std_min, config.log_std_max)
+        critic = EnsembleQ(config.num_q, hidden, config.activation)
+    return actor, critic
+
+
+def target_entropy(venv: VecEnv, scale):
+    spec = venv.action_spec
+    return scale * math.log(spec.num_actions) if spec.discrete else -scale * spec.num_actions
+
+
+def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: int = 1):
+    """Build ``train(key, hparams) -> dict`` (pure; jit/vmap-able).
+
+    Output: ``{"state": SACState, "metrics": {name: [num_updates]}, "eval_returns":
+    [num_eval_episodes]}``. Loss metrics are NaN in the updates before learning starts;
+    ``episode_return`` is NaN in updates where no episode finished. ``num_seeds`` is used
+    only for the memory check (the buffers of that many seeds must fit).
+    """
+    check_resources(config, num_seeds)
+    venv = VecEnv(config.env, config.num_envs)
+    eval_env = VecEnv(config.env, config.num_eval_episodes)
+    spec = venv.action_spec
+    if not spec.discrete and not (np.all(np.isfinite(spec.low)) and np.all(np.isfinite(spec.high))):
+        raise ValueError(f"{config.env}: SAC needs a Box action space with finite bounds")
+    actor, critic = build_networks(config, venv)
+    num_updates, num_warmup = config.num_updates, config.num_warmup_updates
+    every = progress_cadence(config)
+    normalize = config.normalize_obs
+
+    def norm(rms, obs):
+        return obs if rms is None else rms.normalize(obs)
+
+    # ---- acting -------------------------------------------------------------------
+    def random_policy(params, obs, key):
+        n = obs.shape[0]
+        if spec.discrete:
+            return jax.random.randint(key, (n,), 0, spec.num_actions), jnp.zeros(n)
+        return jax.random.uniform(key, (n, spec.num_actions), minval=-1.0, maxval=1.0), jnp.zeros(n)
+
+    def sample_policy(params, obs, key):  # params = (actor params, obs_rms)
+        dist = actor.apply(params[0], norm(params[1], obs))
+        if spec.discrete:
+            a = dist.sample(seed=key)
+            return a, dist.log_prob(a)
+        return dist.sample_and_log_prob(key)
+
+    def greedy_policy(params, obs, key):
+        dist = actor.apply(params[0], norm(params[1], obs))
+        a = dist.mode()
+        return a, jnp.zeros(a.shape[0])
+
+    def collect(state: SACState, key, policy):
+        env, traj = rollout.collect(venv, policy, (state.params["actor"], state.obs_rms), state.env, key,
+                                    config.num_steps)
+        terminated = traj.terminated if config.bootstrap_truncation else traj.done
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [T, N, ...] -> [T*N, ...]
+        entries = {"obs": flat(traj.obs), "action": flat(traj.action), "reward": flat(traj.reward),
+                   "terminated": flat(terminated), "next_obs": flat(traj.next_obs)}
+        rms = state.obs_rms.update(entries["next_obs"]) if normalize else None
+        state = state.replace(env=env, buffer=replay.add(state.buffer, entries), obs_rms=rms)
+        return state, rollout.episode_metrics(traj)
+
+    # ---- learning -----------------------------------------------------------------
+    def losses(params, target_critic, batch, key, hp, h_target):
+        """Critic, actor and temperature losses of one minibatch, summed. Stop-gradients make
+        each train only its own parameters, so one backward pass serves all three."""
+        alpha = jnp.exp(params["log_alpha"]) if config.learn_alpha else hp["init_alpha"]
+        alpha = jax.lax.stop_gradient(alpha)
+        discount = hp["gamma"] * (1.0 - batch["terminated"].astype(jnp.float32))
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        frozen_actor = jax.lax.stop_gradient(params["actor"])  # the target's policy
+        if spec.discrete:
+            log_pi = jax.nn.log_softmax(actor.apply(params["actor"], obs).logits)
+            next_log_pi = jax.nn.log_softmax(actor.apply(frozen_actor, next_obs).logits)
+            probs = jnp.exp(log_pi)
+            next_q = critic.apply(target_critic, next_obs).min(0)  # [B, A]
+            next_v = discrete_soft_value(jnp.exp(next_log_pi), next_log_pi, next_q, alpha)
+            y = soft_td_target(batch["reward"], discount, next_v, jnp.zeros_like(next_v), alpha)
+            q_all = critic.apply(params["critic"], obs)  # [K, B, A]; also the actor's Q, as a constant
+            q = jnp.take_along_axis(q_all, batch["action"][None, :, None], axis=-1)[..., 0]
+            critic_loss = sac_critic_loss(q, y)
+            actor_loss = discrete_sac_actor_loss(probs, log_pi, q_all.min(0), alpha)
+            entropy = -(probs * log_pi).sum(-1).mean()
+        else:
+            k_pi, k_next = jax.random.split(key)
+            next_a, next_log_pi = actor.apply(frozen_actor, next_obs).sample_and_log_prob(k_next)
+            next_q = critic.apply(target_critic, next_obs, next_a).min(0)
+            y = soft_td_target(batch["reward"], discount, next_q, next_log_pi, alpha)  # a constant
+            q = critic.apply(params["critic"], obs, batch["action"])  # [K, B]
+            critic_loss = sac_critic_loss(q, y)
+            a_pi, log_pi = actor.apply(params["actor"], obs).sample_and_log_prob(k_pi)
+            q_pi = critic.apply(jax.lax.stop_gradient(params["critic"]), obs, a_pi).min(0)
+            actor_loss = sac_actor_loss(log_pi, q_pi, alpha)
+            entropy = -log_pi.mean()
+        alpha_loss = temperature_loss(params["log_alpha"], entropy, h_target) if config.learn_alpha else 0.0
+        metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha": alpha,
+                   "entropy": jax.lax.stop_gradient(entropy), "q_mean": jax.lax.stop_gradient(q).mean()}
+        return critic_loss + actor_loss + alpha_loss, metrics
+
+    def grad_step(state: SACState, key, hp, lr_flat, h_target):
+        k_sample, k_loss = jax.random.split(key)
+        batch = replay.sample(state.buffer, k_sample, config.minibatch_size)
+        if normalize:
+            batch = {**batch, "obs": state.obs_rms.normalize(batch["obs"]),
+                     "next_obs": state.obs_rms.normalize(batch["next_obs"])}
+        grads, metrics = jax.grad(losses, has_aux=True)(state.params, state.target_critic, batch, k_loss, hp, h_target)
+        flat_params, unravel = ravel_pytree(state.params)
+        step, opt_state = adam_update(state.opt_state, ravel_pytree(grads)[0], hp["adam_eps"])
+        params = unravel(flat_params - lr_flat * step)
+        target = polyak_update(state.target_critic, params["critic"], hp["tau"])
+        return state.replace(params=params, opt_state=opt_state, target_critic=target), metrics
+
+    def train(key, hparams):
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        key = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl=config.rng_impl)
+        h_target = target_entropy(venv, hp["target_entropy_scale"])
+        k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
+        dummy_obs = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
+        if spec.discrete:
+            critic_params = critic.init(k_critic, dummy_obs)
+        else:
+            critic_params = critic.init(k_critic, dummy_obs, jnp.zeros((1, spec.num_actions)))
+        params = {"actor": actor.init(k_actor, dummy_obs), "critic": critic_params,
+                  "log_alpha": jnp.log(hp["init_alpha"])}
+        # Per-parameter learning rates as one flat vector, matching the flat Adam state.
+        lr_flat = ravel_pytree({
+            "actor": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["actor_lr"]), params["actor"]),
+            "critic": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["critic_lr"]), params["critic"]),
+            "log_alpha": hp["alpha_lr"]})[0]
+        env = rollout.reset(venv, k_env, False)
+        rms = RunningMeanStd.create(venv.obs_shape).update(env.obs) if normalize else None
+        state = SACState(params, critic_params, adam_init(ravel_pytree(params)[0]), env,
+                         replay.init(buffer_entry(venv), config.buffer_size), rms)
+
+        def report(i, metrics):
+            if callback is not None:
+                jax.lax.cond(((i + 1) % every == 0) | (i + 1 == num_updates),
+                             lambda: jax.debug.callback(callback, i, metrics), lambda: None)
+
+        nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
+
+        def warmup_update(carry, i):
+            state, key = carry
+            key, k_collect = jax.random.split(key)
+            state, ep = collect(state, k_collect, random_policy)
+            metrics = {**ep, **nan_losses}
+            report(i, metrics)
+            return (state, key), metrics
+
+        def learn_update(carry, i):
+            state, key = carry
+            key, k_collect, k_grad = jax.random.split(key, 3)
+            state, ep = collect(state, k_collect, sample_policy)
+            step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)  # noqa: E731
+            if config.grad_steps == 1:
+                state, m = step(state, k_grad)
+            else:
+                state, m = jax.lax.scan(step, state, jax.random.split(k_grad, config.grad_steps))
+                m = jax.tree_util.tree_map(lambda x: x.mean(0), m)
+            metrics = {**ep, **m}
+            report(i, metrics)
+            return (state, key), metrics
+
+        carry = (state, k_train)
+        parts = []
+        if num_warmup:
+            carry, m = jax.lax.scan(warmup_update, carry, jnp.arange(num_warmup))
+            parts.append(m)
+        carry, m = jax.lax.scan(learn_update, carry, jnp.arange(num_warmup, num_updates))
+        parts.append(m)
+        metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+        state = carry[0]
+        act = greedy_policy if config.eval_deterministic else sample_policy
+        # evaluate() normalises observations itself with the frozen statistics
+        eval_returns = rollout.evaluate(eval_env, act, (state.params["actor"], None), state.obs_rms, k_eval)
+        return {"state": state, "metrics": metrics, "eval_returns": eval_returns}
+
+    return train

@@ -1,0 +1,274 @@
+"""SAC: its pieces against NumPy references (the squashed Gaussian's density and entropy, the
+soft target, the losses, the Polyak update), bad input refused in one line, truncation
+bootstrapping through the replay buffer, and a small multi-seed learning run."""
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from purejaxpg import losses, stats
+from purejaxpg.algos import get_algo, sac
+from purejaxpg.envs import VecEnv, register_env
+from purejaxpg.networks import EnsembleQ, SquashedGaussian, SquashedGaussianActor, tanh_log_det_jacobian
+
+variants = chex.variants(with_jit=True, without_jit=True)
+
+
+def _normal_logpdf(u, mean, std):
+    return -0.5 * ((u - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
+
+
+def _squashed_logpdf(a, mean, log_std):
+    """Change of variables, one dimension at a time in float64: a = tanh(u) has density
+    N(u; mean, std) / |d tanh/du| = N(u) / (1 - a^2), summed over dimensions in log space."""
+    total = 0.0
+    for ai, mi, si in zip(a, mean, log_std):
+        u = math.atanh(ai)
+        total += _normal_logpdf(u, mi, math.exp(si)) - math.log(1.0 - ai * ai)
+    return total
+
+
+class SquashedGaussianTest(chex.TestCase):
+    @variants
+    def test_log_prob_is_the_change_of_variables_density(self):
+        rng = np.random.default_rng(0)
+        mean = rng.normal(0, 1, (16, 3)).astype(np.float32)
+        log_std = rng.uniform(-2, 0.5, (16, 3)).astype(np.float32)
+        dist = SquashedGaussian(jnp.asarray(mean), jnp.asarray(log_std))
+        a, lp = self.variant(lambda d, k: d.sample_and_log_prob(k))(dist, jax.random.PRNGKey(1))
+        a64 = np.asarray(a, np.float64)
+        want = np.array([_squashed_logpdf(a64[i], mean[i], log_std[i]) for i in range(16)])
+        # reference uses the float32 action, whose atanh loses digits near +-1: compare loosely
+        np.testing.assert_allclose(lp, want, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(self.variant(lambda d, x: d.log_prob(x))(dist, a), want, rtol=2e-3, atol=2e-3)
+        assert np.all(np.abs(a64) < 1)
+
+    def test_density_integrates_to_one_and_entropy_estimate_matches(self):
+        """1-D: exp(log_prob) integrates to 1 over (-1, 1); the entropy estimate -mean log_prob
+        of reparameterised samples matches the entropy by quadrature (in u = atanh a, float64)."""
+        for mean, log_std in [(0.3, -0.5), (-0.8, -1.0), (1.0, -0.7)]:
+            std = math.exp(log_std)
+            dist = SquashedGaussian(jnp.full((1, 1), mean, jnp.float32), jnp.full((1, 1), log_std, jnp.float32))
+            a = np.linspace(-1 + 1e-6, 1 - 1e-6, 400001)
+            lp = np.asarray(jax.jit(jax.vmap(lambda x: dist.log_prob(x[None, None])[0]))(jnp.asarray(a, jnp.float32)))
+            assert abs(np.exp(lp.astype(np.float64)).sum() * (a[1] - a[0]) - 1.0) < 1e-3, (mean, log_std)
+            u = np.linspace(mean - 12 * std, mean + 12 * std, 200001)
+            log_p_u = _normal_logpdf(u, mean, std)
+            log_p_a = log_p_u - 2 * (math.log(2) - u - np.logaddexp(0, -2 * u))  # - log(1 - tanh(u)^2)
+            entropy = -(np.exp(log_p_u) * log_p_a).sum() * (u[1] - u[0])
+            big = SquashedGaussian(jnp.full((200000, 1), mean), jnp.full((200000, 1), log_std))
+            _, lp_samples = big.sample_and_log_prob(jax.random.PRNGKey(7))
+            estimate = -float(np.mean(np.asarray(lp_samples, np.float64)))
+            assert abs(estimate - entropy) < 0.01, (mean, log_std, estimate, entropy)
+
+    def test_log_det_jacobian_is_stable(self):
+        u = np.array([-30.0, -5.0, -0.5, 0.0, 0.7, 5.0, 30.0])
+        got = np.asarray(tanh_log_det_jacobian(jnp.asarray(u, jnp.float32)))
+        np.testing.assert_allclose(got[1:-1], np.log1p(-np.tanh(u[1:-1]) ** 2), rtol=1e-4)
+        want_tails = 2 * (math.log(2) - 30.0)  # log(1 - tanh^2(30)) = log(sech^2 30) ~ 2 log 2 - 60
+        np.testing.assert_allclose(got[[0, -1]], want_tails, rtol=1e-5)
+        assert np.all(np.isfinite(got))
+
+    def test_actor_bounds_log_std_and_mode_is_tanh_mean(self):
+        actor = SquashedGaussianActor(2, (16,), log_std_min=-3.0, log_std_max=1.0)
+        obs = jnp.asarray(np.random.default_rng(0).normal(0, 100, (32, 5)), jnp.float32)
+        params = actor.init(jax.random.PRNGKey(0), obs)
+        dist = actor.apply(params, obs)
+        assert dist.mean.shape == (32, 2) and dist.log_std.shape == (32, 2)
+        assert np.all((np.asarray(dist.log_std) >= -3.0) & (np.asarray(dist.log_std) <= 1.0))
+        np.testing.assert_allclose(dist.mode(), np.tanh(np.asarray(dist.mean)), rtol=1e-6)
+
+    def test_ensemble_q_members_are_independent_networks(self):
+        q = EnsembleQ(num_q=2, hidden=(8, 8))
+        obs, act = jnp.ones((5, 3)), jnp.zeros((5, 1))
+        params = q.init(jax.random.PRNGKey(0), obs, act)
+        out = q.apply(params, obs, act)
+        assert out.shape == (2, 5)
+        assert not np.allclose(out[0], out[1])  # different initialisations
+        # each member equals a plain MLP with that member's weights
+        p = jax.tree_util.tree_map(lambda x: x[1], params["params"])
+        x = jnp.concatenate([obs, act], -1)
+        for name in ("SACDense_0", "SACDense_1"):
+            x = jax.nn.relu(x @ p["SACTorso_0"][name]["kernel"] + p["SACTorso_0"][name]["bias"])
+        np.testing.assert_allclose(out[1], (x @ p["SACDense_0"]["kernel"] + p["SACDense_0"]["bias"])[:, 0], rtol=1e-5)
+
+
+class SacLossesTest(chex.TestCase):
+    @variants
+    def test_soft_td_target(self):
+        rng = np.random.default_rng(0)
+        r, nq, lp = (rng.normal(size=32).astype(np.float32) for _ in range(3))
+        term = rng.uniform(size=32) < 0.3
+        gamma, alpha = 0.97, 0.2
+        disc = (gamma * (1 - term)).astype(np.float32)
+        got = self.variant(losses.soft_td_target)(r, disc, nq, lp, alpha)
+        want = [r[i] + (0.0 if term[i] else gamma * (nq[i] - alpha * lp[i])) for i in range(32)]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    @variants
+    def test_discrete_soft_value(self):
+        rng = np.random.default_rng(1)
+        logits = rng.normal(size=(8, 3))
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        q = rng.normal(size=(8, 3))
+        got = self.variant(losses.discrete_soft_value)(np.exp(logp), logp, q, 0.5)
+        want = [sum(math.exp(logp[i, a]) * (q[i, a] - 0.5 * logp[i, a]) for a in range(3)) for i in range(8)]
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+    @variants
+    def test_critic_actor_and_temperature_losses(self):
+        rng = np.random.default_rng(2)
+        q = rng.normal(size=(2, 16)).astype(np.float32)
+        y = rng.normal(size=16).astype(np.float32)
+        want = 0.5 * sum(np.mean((q[k] - y) ** 2) for k in range(2))
+        np.testing.assert_allclose(self.variant(losses.sac_critic_loss)(q, y), want, rtol=1e-5)
+        lp, qpi = rng.normal(size=16).astype(np.float32), rng.normal(size=16).astype(np.float32)
+        np.testing.assert_allclose(self.variant(losses.sac_actor_loss)(lp, qpi, 0.3), np.mean(0.3 * lp - qpi), rtol=1e-5)
+        # temperature: value log_alpha (H - H_target), gradient H - H_target
+        f = self.variant(losses.temperature_loss)
+        np.testing.assert_allclose(f(jnp.log(0.5), 1.2, -1.0), math.log(0.5) * 2.2, rtol=1e-6)
+        np.testing.assert_allclose(jax.grad(losses.temperature_loss)(jnp.log(0.5), 1.2, -1.0), 2.2, rtol=1e-6)
+
+    def test_temperature_moves_towards_the_target_entropy(self):
+        step = lambda la, h: la - 0.1 * jax.grad(losses.temperature_loss)(la, h, -1.0)  # noqa: E731
+        assert step(0.0, -3.0) > 0.0  # entropy below target: alpha grows
+        assert step(0.0, 1.0) < 0.0  # above: alpha shrinks
+        assert jax.grad(losses.temperature_loss, argnums=1)(0.3, 1.0, -1.0) == 0.0  # entropy is a constant
+
+    def test_losses_train_only_their_own_inputs(self):
+        assert jax.grad(lambda y: losses.sac_critic_loss(jnp.ones((2, 3)), y))(jnp.zeros(3)).sum() == 0.0
+        assert jax.grad(lambda a: losses.sac_actor_loss(jnp.ones(3), jnp.ones(3), a))(0.5) == 0.0
+        g = jax.grad(lambda q: losses.discrete_sac_actor_loss(jnp.full((2, 2), 0.5), jnp.log(jnp.full((2, 2), 0.5)), q, 1.0))
+        np.testing.assert_array_equal(g(jnp.ones((2, 2))), 0.0)
+
+    @variants
+    def test_polyak_update(self):
+        rng = np.random.default_rng(3)
+        target = {"a": rng.normal(size=(3, 2)), "b": [rng.normal(size=4)]}
+        online = {"a": rng.normal(size=(3, 2)), "b": [rng.normal(size=4)]}
+        got = self.variant(losses.polyak_update)(target, online, 0.05)
+        for t, o, g in zip(jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(online),
+                           jax.tree_util.tree_leaves(got)):
+            want = np.array([(1 - 0.05) * ti + 0.05 * oi for ti, oi in zip(t.ravel(), o.ravel())]).reshape(t.shape)
+            np.testing.assert_allclose(g, want, rtol=1e-6)
+
+
+# ---- configuration --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(buffer_size=100, minibatch_size=256), "buffer_size=100 is smaller than minibatch_size=256"),
+    (dict(learning_starts=5000, total_timesteps=4000), "learning_starts=5000 leaves no update"),
+    (dict(num_envs=8, num_steps=4, buffer_size=16, minibatch_size=8), "smaller than the env steps of one update"),
+    (dict(grad_steps=0), "grad_steps must be a positive integer"),
+    (dict(total_timesteps=3, num_envs=4), "smaller than one update"),
+    (dict(rng_impl="mt19937"), "rng_impl must be one of"),
+    (dict(log_std_min=2.0, log_std_max=-5.0), "log_std_min"),
+    (dict(env="CartPole-v9"), "unknown environment"),
+])
+def test_bad_config_is_one_line_error(kwargs, match):
+    with pytest.raises(ValueError, match=match) as err:
+        sac.Config(**kwargs).validate()
+    assert "\n" not in str(err.value)
+
+
+def test_bad_hparams_refused():
+    with pytest.raises(ValueError, match="tau must lie in"):
+        sac.validate_hparams({**sac.default_hparams(), "tau": 0.0})
+    with pytest.raises(ValueError, match="critic_lr must be > 0"):
+        sac.validate_hparams({**sac.default_hparams(), "critic_lr": -1.0})
+
+
+def test_run_that_would_not_fit_is_refused_before_compiling():
+    config = sac.Config(buffer_size=1_000_000, memory_limit_mb=1.0)
+    with pytest.raises(ValueError) as err:
+        sac.make_train(config, num_seeds=16)
+    msg = str(err.value)
+    # Pendulum: obs 3 + action 1 + reward 1 floats, a bool, next obs 3 floats = 33 bytes
+    assert "\n" not in msg and "1000000 transitions x 33 bytes x 16 seeds" in msg and "503.5 MiB" in msg
+    assert sac.memory_estimate(config, 16) == 1_000_000 * 33 * 16
+    assert sac.check_resources(sac.Config(buffer_size=1000, memory_limit_mb=1.0), 16) == 1000 * 33 * 16
+
+
+def test_registry_and_space_dependent_defaults():
+    assert get_algo("sac") is sac
+    assert sac.default_hparams(sac.Config(env="CartPole-v1"))["target_entropy_scale"] == pytest.approx(0.89)
+    assert sac.default_hparams(sac.Config(env="Pendulum-v1"))["target_entropy_scale"] == 1.0
+
+
+# ---- whole runs -------------------------------------------------------------------------
+
+@struct.dataclass
+class _State(environment.EnvState):
+    pass
+
+
+@struct.dataclass
+class _Params(environment.EnvParams):
+    max_steps_in_episode: int = 20
+
+
+class _Endless(environment.Environment):
+    """One state, reward 1 every step, never terminates; only the time limit (20) ends
+    episodes, and the observation carries no time."""
+
+    @property
+    def default_params(self):
+        return _Params()
+
+    def step_env(self, key, state, action, params):
+        state = _State(time=state.time + 1)
+        return self.get_obs(state), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def reset_env(self, key, params):
+        state = _State(time=0)
+        return self.get_obs(state), state
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.ones((1,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (1,), jnp.float32)
+
+
+register_env("EndlessSAC-test", lambda **kw: (_Endless(), _Params(**kw)))
+
+
+def test_discrete_sac_bootstraps_truncations_from_the_buffer():
+    """Discrete SAC on a task that never terminates: with truncation bootstrapping (from the
+    stored final observation) Q must reach 1 / (1 - gamma) = 10. Treating the time limit as
+    a termination would cap it near 1 / (1 - gamma * 19/20) ~ 6.9. Also checks the output
+    structure: per-update metrics, NaN losses before learning starts, the evaluation."""
+    config = sac.Config(env="EndlessSAC-test", num_envs=4, num_steps=1, grad_steps=1, total_timesteps=4 * 1500,
+                        buffer_size=512, minibatch_size=64, learning_starts=64, hidden=(16,), learn_alpha=False,
+                        num_eval_episodes=4)
+    hp = {**sac.default_hparams(config), "gamma": 0.9, "init_alpha": 1e-6, "critic_lr": 3e-3, "tau": 0.05}
+    out = jax.jit(sac.make_train(config))(jax.random.PRNGKey(0), hp)
+    critic = sac.build_networks(config, VecEnv("EndlessSAC-test", 1))[1]
+    q = np.asarray(critic.apply(out["state"].params["critic"], jnp.ones((1, 1))))  # [2 critics, 1, 2 actions]
+    np.testing.assert_allclose(q, 10.0, rtol=0.05)
+    m = out["metrics"]
+    assert set(m) >= {"critic_loss", "actor_loss", "alpha", "entropy", "q_mean", "episode_return"}
+    assert all(v.shape == (config.num_updates,) for v in m.values())
+    assert np.all(np.isnan(np.asarray(m["critic_loss"])[:config.num_warmup_updates]))
+    assert np.all(np.isfinite(np.asarray(m["critic_loss"])[config.num_warmup_updates:]))
+    np.testing.assert_allclose(np.asarray(out["eval_returns"]), 20.0)  # every episode lasts the limit
+
+
+def test_sac_learns_pendulum_few_seeds():
+    """4 seeds in one program, 6000 env steps each: the final return's IQM must beat a
+    random policy (about -1200) by far; it fails when learning breaks."""
+    config = sac.Config(env="Pendulum-v1", total_timesteps=6000, learning_starts=500, buffer_size=6000,
+                        minibatch_size=128, hidden=(64, 64), num_eval_episodes=8)
+    hp = {**sac.default_hparams(config), "actor_lr": 1e-3, "critic_lr": 2e-3, "alpha_lr": 1e-3, "tau": 0.01}
+    keys = jax.random.split(jax.random.PRNGKey(42), 4)
+    out = jax.jit(jax.vmap(sac.make_train(config, num_seeds=4), in_axes=(0, None)))(keys, hp)
+    final = np.asarray(out["eval_returns"]).mean(-1)
+    assert stats.iqm(final) > -500.0, final
