@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES = {"reinforce": "reinforce", "a2c": "a2c"}
+_MODULES = {"reinforce": "reinforce", "a2c": "a2c", "ppo": "ppo", "ppo-kl": "ppo_kl", "sac": "sac"}
 
 
 def algo_names() -> list[str]:
