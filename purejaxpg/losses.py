@@ -75,9 +75,17 @@ def ppo_kl_loss(log_probs, old_log_probs, advantages, beta, mask=None):
     return loss, aux
 
 
+KL_BETA_RANGE = (1e-6, 1e6)
+
+
 def adapt_kl_beta(beta, kl, target_kl):
-    """Adaptive KL coefficient: double when KL > 1.5 target, halve when KL < target / 1.5."""
-    return jnp.where(kl > 1.5 * target_kl, beta * 2.0, jnp.where(kl < target_kl / 1.5, beta * 0.5, beta))
+    """Adaptive KL coefficient: double when KL > 1.5 target, halve when KL < target / 1.5.
+
+    Kept inside ``KL_BETA_RANGE``: a policy that stays well inside the target for a few
+    hundred updates would otherwise halve beta to exactly 0 in float32, from which doubling
+    can never bring it back."""
+    new = jnp.where(kl > 1.5 * target_kl, beta * 2.0, jnp.where(kl < target_kl / 1.5, beta * 0.5, beta))
+    return jnp.clip(new, *KL_BETA_RANGE)
 
 
 def explained_variance(values, targets, mask=None):

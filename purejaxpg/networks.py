@@ -22,13 +22,16 @@ def _dense(features: int, gain: float) -> nn.Dense:
 
 
 class MLP(nn.Module):
-    """Dense layers with an activation after each. [B, D] -> [B, hidden[-1]]."""
+    """Dense layers with an activation after each. [B, D] -> [B, hidden[-1]]; observations
+    of higher rank ([B, H, W, C], MinAtar without the conv torso) are flattened first."""
 
     hidden: Sequence[int] = (64, 64)
     activation: str = "tanh"
 
     @nn.compact
     def __call__(self, x):
+        if x.ndim > 2:
+            x = x.reshape(x.shape[0], -1)
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
             x = act(_dense(width, np.sqrt(2))(x))

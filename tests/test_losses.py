@@ -61,6 +61,11 @@ class LossesTest(chex.TestCase):
 
     def test_adapt_kl_beta(self):
         np.testing.assert_allclose(losses.adapt_kl_beta(1.0, jnp.array([0.1, 0.01, 0.001]), 0.01), [2.0, 1.0, 0.5])
+        # never absorbed at 0: after many halvings beta can still double again
+        beta = jnp.float32(1.0)
+        for _ in range(300):
+            beta = losses.adapt_kl_beta(beta, 0.0, 0.01)
+        assert float(beta) > 0 and float(losses.adapt_kl_beta(beta, 1.0, 0.01)) == 2 * float(beta)
 
     def test_kl_estimate_is_a_kl(self):
         # E_{a~p}[(rho - 1) - log rho] with rho = q/p equals KL(p || q) exactly for discrete p, q
