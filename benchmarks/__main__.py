@@ -1,0 +1,137 @@
+"""One command for purejaxpg's benchmarks.
+
+    python -m benchmarks                 # quick mode: CPU, a few minutes
+    python -m benchmarks --mode full     # full mode: for a GPU (seeds up to 4096)
+    python -m benchmarks --algos ppo --seeds 1,64 --no-baselines
+
+For REINFORCE, PPO and SAC (settings in benchmarks/scaling.py) it measures env steps/s of
+whole training (compile excluded), compile seconds, final-return IQM and peak memory
+against the number of seeds in one program, and PPO against the number of environments
+per seed; then the classic single-process baselines (benchmarks/baselines.py: textbook
+REINFORCE on gymnasium CartPole with PyTorch, and with NumPy) in the same process, and
+reports our speed as a ratio to the PyTorch one. Writes
+benchmarks/results/<device>-<date>.json (hardware, versions and the command recorded) and
+benchmarks/results/<device>-<date>.png (steps/s against seeds, log-log).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
+
+MODES = {
+    # seeds per algorithm, envs-per-seed values for PPO (1 seed), baseline env steps
+    "quick": {"seeds": {"ppo": [1, 4, 16, 64], "reinforce": [1, 16, 64], "sac": [1, 4]},
+              "envs": [16, 64], "baseline_steps": 50_000},
+    "full": {"seeds": {"ppo": [1, 16, 64, 256, 1024, 2048, 4096], "reinforce": [1, 16, 64, 256, 1024, 4096],
+                       "sac": [1, 16, 64, 256, 1024, 4096]},
+             "envs": [4, 16, 64, 256, 1024], "baseline_steps": 50_000},
+}
+
+
+def device_name() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", "") or platform.processor() or "cpu"
+    name = f"{d.platform}-{kind}".lower().replace(" ", "_")
+    return "".join(c for c in name if c.isalnum() or c in "-_.")
+
+
+def plot(path, rows, baselines):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for algo in sorted({r["algo"] for r in rows if r["kind"] == "seeds"}):
+        pts = sorted((r["seeds"], r["env_steps_per_second"]) for r in rows if r["algo"] == algo and r["kind"] == "seeds")
+        ax.plot(*zip(*pts), marker="o", label=f"purejaxpg {algo}")
+    for b in baselines.values():
+        if "env_steps_per_second" in b:
+            ax.axhline(b["env_steps_per_second"], ls="--", color="gray")
+            ax.annotate(b["name"].split(" (")[0], (1, b["env_steps_per_second"]), fontsize=7, va="bottom")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("seeds in one program")
+    ax.set_ylabel("env steps / s (all seeds, compile excluded)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=sorted(MODES), default="quick")
+    p.add_argument("--algos", default="ppo,reinforce,sac")
+    p.add_argument("--seeds", default=None, help="override the mode's seed counts (all algorithms)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per row (median reported)")
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    args = p.parse_args(argv)
+
+    import jax
+
+    from benchmarks import baselines as bl
+    from benchmarks.scaling import format_rows, measure
+    from purejaxpg.experiment import versions
+
+    mode = MODES[args.mode]
+    algos = [a for a in args.algos.split(",") if a]
+    load_before = os.getloadavg()
+    rows = []
+    for algo in algos:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else mode["seeds"][algo]
+        for n in seeds:
+            rows.append({"kind": "seeds", **measure(algo, n, repeats=args.repeats)})
+            print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
+        if algo == "ppo":
+            for e in mode["envs"]:
+                rows.append({"kind": "envs", **measure("ppo", 1, {"num_envs": e}, repeats=args.repeats)})
+                print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
+
+    results = {}
+    if not args.no_baselines:
+        for name, fn in (("torch", bl.torch_reinforce), ("numpy", bl.numpy_reinforce)):
+            try:
+                results[name] = fn(mode["baseline_steps"])
+            except ImportError as e:  # torch is optional
+                results[name] = {"name": name, "skipped": str(e)}
+    torch_sps = results.get("torch", {}).get("env_steps_per_second")
+
+    date = datetime.date.today().isoformat()
+    stem = os.path.join(args.out_dir, f"{device_name()}-{date}")
+    os.makedirs(args.out_dir, exist_ok=True)
+    out = {"command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+           "mode": args.mode, "date": date, "device": str(jax.devices()[0]), "versions": versions(),
+           "load_average_before": load_before, "load_average_after": os.getloadavg(),
+           "rows": rows, "baselines": results}
+    with open(stem + ".json", "w") as f:
+        json.dump(out, f, indent=2)
+    plot(stem + ".png", rows, results)
+
+    print(f"\n{out['versions']['device']} ({out['versions']['machine']}), mode {args.mode}")
+    print(format_rows(rows, torch_sps))
+    for b in results.values():
+        if "env_steps_per_second" in b:
+            print(f"baseline {b['name']}: {b['env_steps_per_second']:,.0f} env steps/s, "
+                  f"final return {b['final_return_mean']:.1f} after {b['env_steps']} steps")
+        else:
+            print(f"baseline {b['name']}: skipped ({b['skipped']})")
+    print(f"wrote {stem}.json and {stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
