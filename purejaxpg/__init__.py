@@ -10,3 +10,13 @@ __version__ = "0.1.0"
 _FLAG = "--xla_cpu_multi_thread_eigen"
 if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + f" {_FLAG}=false").strip()
+
+# With the flag above a 64-seed PPO program still hung once here (jaxlib 0.10.2: every XLA
+# worker idle, block_until_ready waiting for ever), the signature of the CPU client's
+# asynchronous dispatch losing a completion. A training run is one long program, so
+# dispatching it synchronously costs nothing. Off unless the user set
+# JAX_CPU_ENABLE_ASYNC_DISPATCH; read when the CPU backend starts, so set it here.
+if "JAX_CPU_ENABLE_ASYNC_DISPATCH" not in _os.environ:
+    import jax as _jax
+
+    _jax.config.update("jax_cpu_enable_async_dispatch", False)
