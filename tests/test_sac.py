@@ -317,3 +317,20 @@ def test_sac_learns_pendulum_few_seeds():
     out = jax.jit(jax.vmap(sac.make_train(config, num_seeds=4), in_axes=(0, None)))(keys, hp)
     final = np.asarray(out["eval_returns"]).mean(-1)
     assert stats.iqm(final) > -500.0, final
+
+
+def test_presets_are_valid_and_within_the_acceptance_budgets():
+    """Every SAC preset builds (config and hyperparameters validate, no compile); the
+    acceptance presets stay inside issue 4's env-step budgets."""
+    from purejaxpg.experiment import build
+    from purejaxpg.presets import PRESETS
+
+    assert set(PRESETS["sac"]) >= {"Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1"}
+    budgets = {"Pendulum-v1": 20_000, "CartPole-v1": 200_000}
+    for env in PRESETS["sac"]:
+        _, config, hparams = build("sac", {"env": env})
+        sac.validate_hparams(hparams)
+        assert config.env == env
+        if env in budgets:
+            assert config.num_updates * config.batch_size <= budgets[env]
+    assert VecEnv("CartPole-v1", 1).action_spec.discrete
