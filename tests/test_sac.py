@@ -1,6 +1,7 @@
 """SAC: its pieces against NumPy references (the squashed Gaussian's density and entropy, the
 soft target, the losses, the Polyak update), bad input refused in one line, truncation
 bootstrapping through the replay buffer, and a small multi-seed learning run."""
+import itertools
 import math
 
 import chex
@@ -14,7 +15,7 @@ from gymnax.environments import environment, spaces
 from purejaxpg import losses, stats
 from purejaxpg.algos import get_algo, sac
 from purejaxpg.envs import VecEnv, register_env
-from purejaxpg.networks import EnsembleQ, SquashedGaussian, SquashedGaussianActor, tanh_log_det_jacobian
+from purejaxpg.networks import EnsembleQ, SquashedGaussian, SquashedGaussianActor, dense, tanh_log_det_jacobian
 
 variants = chex.variants(with_jit=True, without_jit=True)
 
@@ -96,6 +97,38 @@ class SquashedGaussianTest(chex.TestCase):
         for name in ("SACDense_0", "SACDense_1"):
             x = jax.nn.relu(x @ p["SACTorso_0"][name]["kernel"] + p["SACTorso_0"][name]["bias"])
         np.testing.assert_allclose(out[1], (x @ p["SACDense_0"]["kernel"] + p["SACDense_0"]["bias"])[:, 0], rtol=1e-5)
+
+
+    @variants
+    def test_dense_grad_rows_trains_parameters_on_the_first_rows_only(self):
+        """dense(x, k, b, grad_rows=n) has the values of x @ k + b and the gradients of
+        running rows [:n] with k, b and rows [n:] with stop_gradient(k, b); x keeps its
+        gradient everywhere unless freeze_later_rows, which stops it for rows [n:] too.
+        Wide layers and the narrow (<= 2 outputs) path, with an ensemble axis, against
+        autodiff of the plain formulation."""
+        rng = np.random.default_rng(5)
+        sg = jax.lax.stop_gradient
+        for (k_shape, out), freeze in itertools.product([((), 5), ((2,), 1), ((2,), 2)], (False, True)):
+            x = jnp.asarray(rng.normal(size=k_shape + (6, 3)), jnp.float32)
+            kern = jnp.asarray(rng.normal(size=k_shape + (3, out)), jnp.float32)
+            bias = jnp.asarray(rng.normal(size=k_shape + (out,)), jnp.float32)
+            w = jnp.asarray(rng.normal(size=k_shape + (6, out)), jnp.float32)  # weights the outputs
+
+            def fused(x, kern, bias):
+                return (jnp.tanh(dense(x, kern, bias, 4, freeze)) * w).sum()
+
+            def plain(x, kern, bias):
+                top = x[..., :4, :] @ kern + bias[..., None, :]
+                low_x = sg(x[..., 4:, :]) if freeze else x[..., 4:, :]
+                low = low_x @ sg(kern) + sg(bias)[..., None, :]
+                return (jnp.tanh(jnp.concatenate([top, low], -2)) * w).sum()
+
+            got = self.variant(jax.grad(fused, argnums=(0, 1, 2)))(x, kern, bias)
+            want = jax.grad(plain, argnums=(0, 1, 2))(x, kern, bias)
+            for g, h in zip(got, want):
+                np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-5)
+            assert np.any(np.asarray(got[0])[..., 4:, :] != 0) != freeze
+            np.testing.assert_allclose(fused(x, kern, bias), plain(x, kern, bias), rtol=1e-5)
 
 
 class SacLossesTest(chex.TestCase):
@@ -262,6 +295,18 @@ def test_discrete_sac_bootstraps_truncations_from_the_buffer():
     np.testing.assert_allclose(np.asarray(out["eval_returns"]), 20.0)  # every episode lasts the limit
 
 
+def test_fused_passes_change_nothing_but_the_kernels():
+    """Discrete SAC draws no noise in its losses, so the fused passes (actor on [s; s'] once,
+    see Config.fuse_passes) must give the same parameters as separate passes."""
+    outs = []
+    for fuse in (True, False):
+        config = sac.Config(env="CartPole-v1", total_timesteps=400, learning_starts=200, buffer_size=400,
+                            minibatch_size=32, hidden=(16,), num_eval_episodes=2, fuse_passes=fuse)
+        outs.append(jax.jit(sac.make_train(config))(jax.random.PRNGKey(3), sac.default_hparams(config)))
+    for a, b in zip(*(jax.tree_util.tree_leaves(o["state"].params) for o in outs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_sac_learns_pendulum_few_seeds():
     """4 seeds in one program, 6000 env steps each: the final return's IQM must beat a
     random policy (about -1200) by far; it fails when learning breaks."""
@@ -272,3 +317,20 @@ def test_sac_learns_pendulum_few_seeds():
     out = jax.jit(jax.vmap(sac.make_train(config, num_seeds=4), in_axes=(0, None)))(keys, hp)
     final = np.asarray(out["eval_returns"]).mean(-1)
     assert stats.iqm(final) > -500.0, final
+
+
+def test_presets_are_valid_and_within_the_acceptance_budgets():
+    """Every SAC preset builds (config and hyperparameters validate, no compile); the
+    acceptance presets stay inside issue 4's env-step budgets."""
+    from purejaxpg.experiment import build
+    from purejaxpg.presets import PRESETS
+
+    assert set(PRESETS["sac"]) >= {"Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1"}
+    budgets = {"Pendulum-v1": 20_000, "CartPole-v1": 200_000}
+    for env in PRESETS["sac"]:
+        _, config, hparams = build("sac", {"env": env})
+        sac.validate_hparams(hparams)
+        assert config.env == env
+        if env in budgets:
+            assert config.num_updates * config.batch_size <= budgets[env]
+    assert VecEnv("CartPole-v1", 1).action_spec.discrete

@@ -48,7 +48,7 @@ from .. import replay, rollout
 from ..envs import RunningMeanStd, VecEnv, check_env_name
 from ..losses import (discrete_sac_actor_loss, discrete_soft_value, polyak_update, sac_actor_loss,
                       sac_critic_loss, soft_td_target, temperature_loss)
-from ..networks import ACTIVATIONS, CategoricalSACActor, EnsembleQ, SquashedGaussianActor
+from ..networks import ACTIVATIONS, CategoricalSACActor, EnsembleQ, SquashedGaussian, SquashedGaussianActor
 from .common import progress_cadence
 
 
@@ -83,6 +83,7 @@ class Config:
     eval_deterministic: bool = True  # evaluate tanh(mean) (argmax for discrete) instead of sampling
     memory_limit_mb: float = 0.0  # refuse runs whose buffers exceed this; 0: half the free memory
     rng_impl: str = "philox4x32"  # PRNG inside the program (the seed key is converted); see RNG_IMPLS
+    fuse_passes: bool = False  # one actor and one online-critic matmul chain per step (same maths; slower on CPU)
     progress_every: int = 0  # host callback cadence in updates; 0 picks about 100 per run
 
     @property
@@ -291,6 +292,26 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
         return state, rollout.episode_metrics(traj)
 
     # ---- learning -----------------------------------------------------------------
+    # With fuse_passes, the actor runs once on [obs; next_obs] and the online critics once on
+    # [(obs, a); (obs, a_pi)]: 2B rows, of which only the first B train the parameters (the
+    # others treat them as constants, see networks.dense's grad_rows). Same losses and
+    # gradients as separate passes in fewer, larger matmuls; on CPU the row slices this
+    # needs in the backward pass cost more than the kernels saved (benchmarks/NOTES.md), so
+    # it is off by default. It is meant for accelerators, where kernel count matters more.
+    B = config.minibatch_size
+    actor_2b = actor.clone(grad_rows=B, freeze_later_rows=True) if config.fuse_passes else None
+    critic_2b = critic.clone(grad_rows=B) if config.fuse_passes else None
+
+    def policy_now_and_next(actor_params, obs, next_obs):
+        """Actor outputs at s (trainable) and at s' (constant: the target's policy)."""
+        if config.fuse_passes:
+            out = actor_2b.apply(actor_params, jnp.concatenate([obs, next_obs]))
+            now = jax.tree_util.tree_map(lambda x: x[:B], out)
+            nxt = jax.tree_util.tree_map(lambda x: jax.lax.stop_gradient(x[B:]), out)
+            return now, nxt
+        frozen = jax.lax.stop_gradient(actor_params)
+        return actor.apply(actor_params, obs), actor.apply(frozen, next_obs)
+
     def losses(params, target_critic, batch, key, hp, h_target):
         """Critic, actor and temperature losses of one minibatch, summed. Stop-gradients make
         each train only its own parameters, so one backward pass serves all three."""
@@ -298,10 +319,10 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
         alpha = jax.lax.stop_gradient(alpha)
         discount = hp["gamma"] * (1.0 - batch["terminated"].astype(jnp.float32))
         obs, next_obs = batch["obs"], batch["next_obs"]
-        frozen_actor = jax.lax.stop_gradient(params["actor"])  # the target's policy
         if spec.discrete:
-            log_pi = jax.nn.log_softmax(actor.apply(params["actor"], obs).logits)
-            next_log_pi = jax.nn.log_softmax(actor.apply(frozen_actor, next_obs).logits)
+            dist, next_dist = policy_now_and_next(params["actor"], obs, next_obs)
+            log_pi = jax.nn.log_softmax(dist.logits)
+            next_log_pi = jax.nn.log_softmax(next_dist.logits)
             probs = jnp.exp(log_pi)
             next_q = critic.apply(target_critic, next_obs).min(0)  # [B, A]
             next_v = discrete_soft_value(jnp.exp(next_log_pi), next_log_pi, next_q, alpha)
@@ -312,14 +333,27 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
             actor_loss = discrete_sac_actor_loss(probs, log_pi, q_all.min(0), alpha)
             entropy = -(probs * log_pi).sum(-1).mean()
         else:
-            k_pi, k_next = jax.random.split(key)
-            next_a, next_log_pi = actor.apply(frozen_actor, next_obs).sample_and_log_prob(k_next)
-            next_q = critic.apply(target_critic, next_obs, next_a).min(0)
+            dist, next_dist = policy_now_and_next(params["actor"], obs, next_obs)
+            if config.fuse_passes:  # one draw of 2B noise vectors
+                both = SquashedGaussian(jnp.concatenate([dist.mean, next_dist.mean]),
+                                        jnp.concatenate([dist.log_std, next_dist.log_std]))
+                a_all, log_pi_all = both.sample_and_log_prob(key)
+                a_pi, log_pi = a_all[:B], log_pi_all[:B]
+                next_a, next_log_pi = a_all[B:], log_pi_all[B:]
+            else:
+                k_pi, k_next = jax.random.split(key)
+                next_a, next_log_pi = next_dist.sample_and_log_prob(k_next)
+                a_pi, log_pi = dist.sample_and_log_prob(k_pi)
+            next_q = critic.apply(target_critic, next_obs, jax.lax.stop_gradient(next_a)).min(0)
             y = soft_td_target(batch["reward"], discount, next_q, next_log_pi, alpha)  # a constant
-            q = critic.apply(params["critic"], obs, batch["action"])  # [K, B]
+            if config.fuse_passes:
+                q_all = critic_2b.apply(params["critic"], jnp.concatenate([obs, obs]),
+                                        jnp.concatenate([batch["action"], a_pi]))  # [K, 2B]
+                q, q_pi = q_all[:, :B], q_all[:, B:].min(0)
+            else:
+                q = critic.apply(params["critic"], obs, batch["action"])  # [K, B]
+                q_pi = critic.apply(jax.lax.stop_gradient(params["critic"]), obs, a_pi).min(0)
             critic_loss = sac_critic_loss(q, y)
-            a_pi, log_pi = actor.apply(params["actor"], obs).sample_and_log_prob(k_pi)
-            q_pi = critic.apply(jax.lax.stop_gradient(params["critic"]), obs, a_pi).min(0)
             actor_loss = sac_actor_loss(log_pi, q_pi, alpha)
             entropy = -log_pi.mean()
         alpha_loss = temperature_loss(params["log_alpha"], entropy, h_target) if config.learn_alpha else 0.0
