@@ -267,12 +267,12 @@ def main(argv=None) -> int:
         if cmd == "list":
             cmd_list()
             return 0
+        if cmd == "sweep" or (cmd == "train" and any(a.split("=")[0] in ("--chunks", "--resume") for a in rest)):
+            return cmd_sweep(rest, single=cmd == "train")
         if cmd == "train":
             return cmd_train(rest)
         if cmd == "lab":
             return cmd_lab(rest)
-        if cmd == "sweep" or (cmd == "train" and any(a.split("=")[0] in ("--chunks", "--resume") for a in rest)):
-            return cmd_sweep(rest, single=cmd == "train")
         if cmd == "compare":
             return cmd_compare(rest)
         if cmd == "eval":

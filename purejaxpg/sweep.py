@@ -378,6 +378,7 @@ def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1
     compile_s = time.perf_counter() - t0
 
     run_s = ckpt_s = 0.0
+    first_chunk = done_chunks
     try:
         for k in range(done_chunks, len(lengths)):
             if stop_after is not None and k >= stop_after:
@@ -411,10 +412,12 @@ def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1
         t = time.perf_counter()
         final = _to_host(compiled_eval(carry)).mean(-1)[:B].reshape(C, S)
         eval_s = time.perf_counter() - t
-    steps = Bp * num_updates * config.batch_size
-    return {"metrics": metrics, "final_return": final, "carry": carry, "train": train,
+    updates_run = sum(lengths[first_chunk:done_chunks])  # in this process (a resumed run: the rest)
+    steps = Bp * updates_run * config.batch_size
+    return {"updates_run": updates_run, "resumed_from_chunk": first_chunk, "metrics": metrics,
+            "final_return": final, "carry": carry, "train": train,
             "compile_seconds": compile_s, "run_seconds": run_s, "eval_seconds": eval_s, "checkpoint_seconds": ckpt_s,
-            "env_steps_per_second": (steps / run_s) if run_s > 0 and final is not None else None,
+            "env_steps_per_second": (steps / run_s) if run_s > 0 else None,
             "programs_compiled": len(compiled_chunks), "chunks": len(lengths), "chunks_done": done_chunks,
             "num_runs": B, "num_devices": D, "memory": memory}
 
@@ -476,6 +479,8 @@ def _execute(spec: dict, out_dir: str, resume: bool, stop_after: Optional[int], 
 
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, flush=True))
     algo, groups = load_plan(spec)
+    for g in groups:  # fail before writing anything
+        chunk_lengths(g.config.num_updates, spec["chunks"])
     writer = jax.process_index() == 0
     if writer:
         os.makedirs(out_dir, exist_ok=True)
@@ -528,13 +533,14 @@ def _write_config(path, spec, g, c, r, writer) -> dict:
     config = g.config
     metrics = {k: v[c] for k, v in r["metrics"].items()}
     final = r["final_return"][c]
-    num_runs_steps = r["num_runs"] * config.num_updates * config.batch_size
+    num_runs_steps = r["num_runs"] * r["updates_run"] * config.batch_size  # env steps this process ran
     summary = {
         "algo": spec["algo"], "env": config.env, "num_seeds": spec["num_seeds"],
         "total_timesteps": int(config.num_updates * config.batch_size),
         "final_return": stats.summarize(final),
         "compile_seconds": r["compile_seconds"], "run_seconds": r["run_seconds"],
         "env_steps_per_second": num_runs_steps / r["run_seconds"] if r["run_seconds"] > 0 else None,
+        "resumed": bool(r["resumed_from_chunk"]),
         "versions": versions(),
         "swept": _jsonable(g.swept[c]),
     }

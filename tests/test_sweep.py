@@ -65,16 +65,36 @@ def test_grid_is_one_program_and_matches_separate_runs(tmp_path):
 
 @pytest.mark.parametrize("algo,base", [
     ("ppo", {**TINY, "normalize_obs": True}),
-    ("sac", {"env": "Pendulum-v1", "num_envs": 2, "num_steps": 2, "total_timesteps": 64, "buffer_size": 64,
-             "minibatch_size": 8, "learning_starts": 20, "hidden": (8,), "num_eval_episodes": 1}),
+    pytest.param("sac", {"env": "Pendulum-v1", "num_envs": 2, "num_steps": 2, "total_timesteps": 64,
+                         "buffer_size": 64, "minibatch_size": 8, "learning_starts": 20, "hidden": (8,),
+                         "num_eval_episodes": 1}, marks=pytest.mark.slow),
 ])
-def test_resume_is_bit_identical(tmp_path, algo, base):
+def test_resume_is_bit_identical(tmp_path, monkeypatch, algo, base):
     """Stopped after 2 of 4 chunks and resumed == uninterrupted, exactly (metrics, the whole
-    final state, final returns). For SAC the warm-up ends inside the second chunk."""
+    final state, final returns). PPO is stopped by a KeyboardInterrupt (Ctrl-C) arriving
+    after the third chunk ran, before its checkpoint; SAC by ``stop_after`` (its warm-up
+    ends inside the second chunk)."""
     full = sweep.sweep(algo, str(tmp_path / "full"), base=base, num_seeds=2, chunks=4, single=True, quiet=True)
-    part = sweep.sweep(algo, str(tmp_path / "part"), base=base, num_seeds=2, chunks=4, single=True, quiet=True,
-                       stop_after=2)
-    assert part["stopped"] and not (tmp_path / "part" / "summary.json").exists()
+    if algo == "ppo":
+        from purejaxpg.checkpoint import CheckpointStore
+
+        save = CheckpointStore.save
+
+        def interrupted_save(self, step, carry, metrics):
+            if step == 3:
+                raise KeyboardInterrupt
+            return save(self, step, carry, metrics)
+
+        monkeypatch.setattr(CheckpointStore, "save", interrupted_save)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.sweep(algo, str(tmp_path / "part"), base=base, num_seeds=2, chunks=4, single=True, quiet=True)
+        monkeypatch.setattr(CheckpointStore, "save", save)
+    else:
+        part = sweep.sweep(algo, str(tmp_path / "part"), base=base, num_seeds=2, chunks=4, single=True,
+                           quiet=True, stop_after=2)
+        assert part["stopped"]
+    assert not (tmp_path / "part" / "summary.json").exists()
+    assert sorted(os.listdir(tmp_path / "part" / "checkpoints" / "group0")) == ["1", "2"]
     resumed = sweep.resume(str(tmp_path / "part"), quiet=True)
     (_, a), = full["groups"]
     (_, b), = resumed["groups"]
@@ -89,6 +109,7 @@ def test_resume_is_bit_identical(tmp_path, algo, base):
         np.testing.assert_array_equal(ma[k], mb[k], err_msg=k)
 
 
+@pytest.mark.slow
 def test_chunks_match_the_monolithic_train():
     """init + run_updates over chunks + evaluate is the train(key, hparams) program cut in pieces."""
     from purejaxpg.experiment import build
@@ -152,3 +173,24 @@ def test_results_do_not_depend_on_the_device_count(tmp_path):
             np.testing.assert_array_equal(one[k], four[k], err_msg=k)
         elif k != "devices":
             np.testing.assert_allclose(one[k], four[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_cli_chunked_train_eval_and_errors(tmp_path, capsys):
+    from purejaxpg.cli import main
+
+    out = str(tmp_path / "run")
+    args = ["--env", "CartPole-v1", "--num-seeds", "2", "--total-timesteps", "256", "--num-envs", "4",
+            "--num-steps", "16", "--hidden", "8", "--update-epochs", "1", "--quiet"]
+    assert main(["train", "ppo", *args, "--chunks", "2", "--out", out]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["programs"] == 1
+    assert sorted(os.listdir(os.path.join(out, "checkpoints", "group0"))) == ["1", "2"]
+    assert main(["eval", out, "--episodes", "3"]) == 0
+    line = capsys.readouterr().out
+    assert "3 episodes x 2 seeds, after 4 updates" in line
+    for bad, msg in ((["sweep", "ppo", "--grid", "lr=x"], "bad value"),
+                     (["sweep", "ppo", "--range", "lr=1e-3:1e-2"], "--samples"),
+                     (["sweep", "ppo", "--chunks", "0"], "chunks must be"),
+                     (["sweep", "--resume", str(tmp_path / "none")], "no run.json"),
+                     (["eval", str(tmp_path / "none")], "no run.json")):
+        assert main(bad) == 2, bad
+        assert msg in capsys.readouterr().err, bad
