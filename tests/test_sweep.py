@@ -39,28 +39,42 @@ def _leaves(carry):
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(carry)]
 
 
-def test_grid_is_one_program_and_matches_separate_runs(tmp_path):
-    """2 x 2 configurations x 2 seeds compile one chunk program; every configuration's
-    runs equal those of a sweep of that configuration alone."""
+def _grid(tmp_path):
     out = sweep.sweep("ppo", str(tmp_path / "grid"), base=TINY, grid={"lr": [1e-3, 3e-3], "clip_eps": [0.1, 0.3]},
                       num_seeds=2, quiet=True)
-    assert out["info"]["programs"] == 1 and out["info"]["programs_compiled"] == 1
     (group, r), = out["groups"]
+    return out, group, r
+
+
+def test_grid_is_one_program(tmp_path):
+    """2 x 2 configurations x 2 seeds compile one chunk program and write a summary per
+    configuration (the train contract's keys), a table sorted by IQM and a plot."""
+    out, group, r = _grid(tmp_path)
+    assert out["info"]["programs"] == 1 and out["info"]["programs_compiled"] == 1
     assert r["metrics"]["episode_return"].shape == (4, 2, 8) and r["final_return"].shape == (4, 2)
+    # different hyperparameters give different runs; the same seed key in every configuration
+    assert not np.array_equal(r["metrics"]["loss"][0], r["metrics"]["loss"][3])
+    rows = json.load(open(tmp_path / "grid" / "sweep.json"))["table"]
+    assert len(rows) == 4
+    assert [row["iqm"] for row in rows] == sorted([row["iqm"] for row in rows], reverse=True)
+    for row in rows:
+        s = json.load(open(tmp_path / "grid" / row["name"] / "summary.json"))
+        assert {"algo", "env", "num_seeds", "total_timesteps", "final_return", "compile_seconds", "run_seconds",
+                "env_steps_per_second", "versions"} <= set(s)
+        assert row["iqm_ci95"][0] <= row["iqm"] <= row["iqm_ci95"][1]
+    assert (tmp_path / "grid" / "sweep.png").exists() and (tmp_path / "grid" / "table.txt").exists()
+
+
+@pytest.mark.slow
+def test_grid_configurations_match_separate_runs(tmp_path):
+    """Every configuration's runs in a grid equal those of a sweep of that configuration alone."""
+    _, group, r = _grid(tmp_path)
     alone = sweep.sweep("ppo", str(tmp_path / "alone"), base={**TINY, "lr": 3e-3, "clip_eps": 0.1},
                         num_seeds=2, single=True, quiet=True)
     c = group.names.index(sweep.config_name({"lr": 3e-3, "clip_eps": 0.1}, 2))
     (_, ra), = alone["groups"]
     for k, v in ra["metrics"].items():
         np.testing.assert_allclose(r["metrics"][k][c], v[0], rtol=1e-5, atol=1e-6, err_msg=k)
-    # outputs: a summary per configuration with the train contract's keys, a table, a plot
-    rows = json.load(open(tmp_path / "grid" / "sweep.json"))["table"]
-    assert [row["iqm"] for row in rows] == sorted([row["iqm"] for row in rows], reverse=True)
-    for row in rows:
-        s = json.load(open(tmp_path / "grid" / row["name"] / "summary.json"))
-        assert {"algo", "env", "num_seeds", "total_timesteps", "final_return", "compile_seconds", "run_seconds",
-                "env_steps_per_second", "versions"} <= set(s)
-    assert (tmp_path / "grid" / "sweep.png").exists() and (tmp_path / "grid" / "table.txt").exists()
 
 
 @pytest.mark.parametrize("algo,base", [
