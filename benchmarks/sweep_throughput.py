@@ -132,6 +132,7 @@ def main(argv=None) -> int:
               "single": {**single_info, "runs_timed": singles}, "sweep": {**sweep_info, "runs_timed": sweeps},
               "ratio_sweep_over_single": ratio,
               "load_average_before": load_before, "load_average_after": load_after,
+              "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "command": "python benchmarks/sweep_throughput.py " + " ".join(argv or sys.argv[1:]),
               "versions": versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
