@@ -2,6 +2,11 @@
 
     purejaxpg train ALGO [--env ENV] [--num-seeds N] [--total-timesteps T] [--out DIR]
                          [--seed S] [--preset auto|none|ALGO/ENV] [--quiet] [--FIELD VALUE ...]
+    purejaxpg sweep ALGO [--grid NAME=V1,V2,...]... [--range NAME=LO:HI[:log] ... --samples K] [--chunks K]
+                         [--num-seeds N] [--out DIR] [--memory-limit-mb M] [--distributed] [--FIELD VALUE ...]
+    purejaxpg sweep --resume DIR         (also: purejaxpg train ALGO --chunks K ...; purejaxpg train --resume DIR)
+    purejaxpg compare DIR... [--labels A,B,...] [--out DIR]
+    purejaxpg eval DIR [--episodes N]
     purejaxpg list
 
 Every field of the algorithm's config and every hyperparameter can be set as
@@ -143,9 +148,117 @@ def cmd_lab(argv) -> int:
     return 0
 
 
+# ---- sweeps, chunked runs, comparison, evaluation (purejaxpg.sweep / .compare) ----------
+
+def cmd_sweep(argv, single: bool = False) -> int:
+    """``purejaxpg sweep``: configurations x seeds in one program per shape (purejaxpg.sweep).
+    Also ``purejaxpg train ... --chunks K`` and ``purejaxpg train --resume DIR`` (single=True)."""
+    name = "train" if single else "sweep"
+    if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
+        p = _Parser(prog=f"purejaxpg {name}", description="Continue a chunked run from its last checkpoint.")
+        p.add_argument("--resume", required=True, metavar="DIR")
+        p.add_argument("--quiet", action="store_true")
+        args = p.parse_args(argv)
+        return _report_sweep(_sweep_module().resume(args.resume, quiet=args.quiet), args.resume)
+    head = argv[0] if argv and not argv[0].startswith("-") else None
+    if head is not None:
+        from .algos import algo_names
+
+        if head not in algo_names():
+            raise ValueError(f"unknown algorithm {head!r}; valid names: {', '.join(algo_names())}")
+    parser, settable = _train_parser(head)
+    parser.prog = f"purejaxpg {name}"
+    parser.description = ("Train ALGO in checkpointed chunks." if single else
+                          "Sweep ALGO's settings: every configuration x seed in one compiled program per shape.")
+    if not single:
+        parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                            help="values of a setting (repeatable; the product is swept); widths as 64x64")
+        parser.add_argument("--range", action="append", default=[], dest="ranges", metavar="NAME=LO:HI[:log]",
+                            help="random search range (repeatable; with --samples)")
+        parser.add_argument("--samples", type=_int, default=0, help="random configurations drawn from the ranges")
+    parser.add_argument("--chunks", type=_int, default=1,
+                        help="split the training scan into this many checkpointed chunks (default 1)")
+    parser.add_argument("--memory-limit-mb", type=float, default=0.0,
+                        help="refuse programs estimated above this per device (default: half the free memory)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first: the batch spans all processes")
+    args = parser.parse_args(argv)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    sw = _sweep_module()
+    overrides = {k: getattr(args, k) for k in settable if getattr(args, k) is not None}
+    grid = {} if single else sw.parse_grid(args.grid, args.algo)
+    ranges = {} if single else sw.parse_ranges(args.ranges, args.algo)
+    env = overrides.get("env", "env")
+    out = args.out or f"runs/{'' if single else 'sweep-'}{args.algo}-{env}"
+    result = sw.sweep(args.algo, out, base=overrides, grid=grid, ranges=ranges,
+                      samples=0 if single else args.samples, num_seeds=args.num_seeds, seed=args.seed,
+                      chunks=args.chunks, preset=args.preset, memory_limit_mb=args.memory_limit_mb,
+                      single=single, quiet=args.quiet)
+    return _report_sweep(result, out)
+
+
+def _sweep_module():
+    from . import sweep
+
+    return sweep
+
+
+def _report_sweep(result, out) -> int:
+    if result["stopped"]:
+        print(f"stopped; continue with --resume {out}")
+        return 0
+    info = result["info"]
+    if len(info["table"]) > 1:
+        print(_sweep_module().format_table(info["table"]))
+    row = info["table"][0]
+    print(json.dumps({"out": out, "configurations": info["num_configurations"], "programs": info["programs"],
+                      "devices": info["devices"], "best": row["name"], "best_iqm": row["iqm"],
+                      "best_iqm_ci95": row["iqm_ci95"], "compile_seconds": round(info["compile_seconds"], 2),
+                      "run_seconds": round(info["run_seconds"], 2),
+                      "env_steps_per_second": row["env_steps_per_second"] and round(row["env_steps_per_second"])}))
+    return 0
+
+
+def cmd_compare(argv) -> int:
+    p = _Parser(prog="purejaxpg compare",
+                description="IQM and mean with stratified bootstrap CIs, probability of improvement, performance "
+                            "profiles and learning curves of finished runs (rliable's definitions).")
+    p.add_argument("dirs", nargs="+", help="run directories, or sweep directories (all their configurations)")
+    p.add_argument("--labels", default=None, help="comma-separated method label per DIR (default: directory names)")
+    p.add_argument("--reps", type=_int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=_int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--out", default="runs/compare", help="where compare.json and the plots go (default runs/compare)")
+    args = p.parse_args(argv)
+    from .compare import format_report, run
+
+    labels = args.labels.split(",") if args.labels else None
+    result = run(args.dirs, labels, args.out, args.reps, args.seed)
+    print(format_report(result))
+    print(f"wrote {args.out}/compare.json, performance_profiles.png, learning_curves.png")
+    return 0
+
+
+def cmd_eval(argv) -> int:
+    p = _Parser(prog="purejaxpg eval", description="Load a chunked run's last checkpoint and run evaluation episodes.")
+    p.add_argument("dir", help="a directory made by `purejaxpg sweep` or `purejaxpg train --chunks K`")
+    p.add_argument("--episodes", type=_int, default=None, help="episodes per seed (default: the run's num_eval_episodes)")
+    p.add_argument("--greedy", type=_bool, default=None, help="evaluate the policy's mode (on-policy algorithms)")
+    args = p.parse_args(argv)
+    from .evaluate import evaluate_dir
+
+    for row in evaluate_dir(args.dir, args.episodes, args.greedy):
+        per = ", ".join(f"{v:.1f}" for v in row["per_seed"])
+        print(f"{row['name']}: mean {row['mean']:.2f}  iqm {row['iqm']:.2f}  ({row['episodes']} episodes x "
+              f"{len(row['per_seed'])} seeds, after {row['updates']} updates)  per seed: {per}")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: purejaxpg {train,list} ...  (purejaxpg train --help)"
+    usage = "usage: purejaxpg {train,sweep,compare,eval,lab,list} ...  (purejaxpg train --help)"
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip() if argv else usage)
         return 0 if argv else 2
@@ -154,10 +267,16 @@ def main(argv=None) -> int:
         if cmd == "list":
             cmd_list()
             return 0
+        if cmd == "sweep" or (cmd == "train" and any(a.split("=")[0] in ("--chunks", "--resume") for a in rest)):
+            return cmd_sweep(rest, single=cmd == "train")
         if cmd == "train":
             return cmd_train(rest)
         if cmd == "lab":
             return cmd_lab(rest)
+        if cmd == "compare":
+            return cmd_compare(rest)
+        if cmd == "eval":
+            return cmd_eval(rest)
     except ValueError as e:
         print(f"purejaxpg: error: {e}", file=sys.stderr)
         return 2

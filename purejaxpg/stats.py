@@ -79,3 +79,99 @@ def summarize(per_seed) -> dict:
     if finite.size:
         out.update(mean=float(finite.mean()), iqm=float(iqm(finite)), ci95=list(bootstrap_ci(finite)))
     return out
+
+
+# ---- rliable-compatible aggregates (Agarwal et al., 2021) --------------------------
+# Scores are [num_runs, num_tasks] (rliable's layout). A stratified bootstrap resamples
+# runs with replacement within each task, independently per task: resample r draws
+# ``idx = rng.integers(0, num_runs, size=(reps, num_runs, num_tasks))`` from
+# ``numpy.random.default_rng(seed)`` and takes ``scores[idx[r, i, t], t]``. Intervals are
+# percentile intervals, as rliable's default.
+
+def _runs_tasks(scores) -> np.ndarray:
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"scores must be [num_runs] or [num_runs, num_tasks] and non-empty, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("scores contain NaN or inf")
+    return x
+
+
+def aggregate_iqm(scores) -> np.ndarray:
+    """rliable's IQM: ``scipy.stats.trim_mean(scores, 0.25, axis=None)`` — sort all
+    [runs x tasks] scores, drop ``floor(0.25 n)`` from each end, average the rest. (Equal
+    to ``iqm`` when n is a multiple of 4.) Leading axes of a [..., runs, tasks] array are
+    kept (one value per resample)."""
+    x = np.asarray(scores, dtype=np.float64)
+    flat = np.sort(x.reshape(x.shape[:-2] + (-1,)) if x.ndim >= 2 else x, axis=-1)
+    n = flat.shape[-1]
+    cut = int(0.25 * n)
+    return flat[..., cut:n - cut].mean(-1)
+
+
+def aggregate_mean(scores) -> np.ndarray:
+    """rliable's mean: the mean over runs of each task, averaged over tasks."""
+    x = np.asarray(scores, dtype=np.float64)
+    return x.mean(-2).mean(-1)
+
+
+def stratified_resamples(scores, reps: int, rng) -> np.ndarray:
+    """[reps, runs, tasks] stratified bootstrap resamples of [runs, tasks] ``scores``."""
+    x = np.asarray(scores, dtype=np.float64)
+    runs, tasks = x.shape
+    idx = rng.integers(0, runs, size=(reps, runs, tasks))
+    return np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), idx, axis=1)
+
+
+def stratified_bootstrap_ci(scores, statistic=aggregate_iqm, reps: int = 2000, confidence: float = 0.95,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of ``statistic`` ([..., runs, tasks] -> [...]) over stratified resamples."""
+    x = _runs_tasks(scores)
+    boot = statistic(stratified_resamples(x, reps, np.random.default_rng(seed)))
+    lo, hi = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(lo), float(hi)
+
+
+def probability_of_improvement_tasks(x, y) -> np.ndarray:
+    """rliable's P(X > Y): per task the Mann-Whitney U of ``x`` against ``y`` over
+    (runs_x x runs_y), ties counting 1/2, averaged over tasks. ``x`` [..., n, tasks],
+    ``y`` [..., m, tasks]."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    gt = (x[..., :, None, :] > y[..., None, :, :]).mean((-3, -2))
+    eq = (x[..., :, None, :] == y[..., None, :, :]).mean((-3, -2))
+    return (gt + 0.5 * eq).mean(-1)
+
+
+def probability_of_improvement_ci(x, y, reps: int = 2000, confidence: float = 0.95,
+                                  seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of P(X > Y): ``x`` and ``y`` each resampled (stratified), independently,
+    ``x`` first, from one generator."""
+    x, y = _runs_tasks(x), _runs_tasks(y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"probability of improvement needs the same tasks on both sides, got {x.shape[1]} and "
+                         f"{y.shape[1]}")
+    rng = np.random.default_rng(seed)
+    bx = stratified_resamples(x, reps, rng)
+    by = stratified_resamples(y, reps, rng)
+    boot = probability_of_improvement_tasks(bx, by)
+    lo, hi = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(lo), float(hi)
+
+
+def run_score_distribution(scores, taus) -> np.ndarray:
+    """The performance profile: for each threshold tau, the fraction of runs scoring above
+    it, averaged over tasks. ``scores`` [..., runs, tasks] -> [..., len(taus)]."""
+    x = np.asarray(scores, dtype=np.float64)
+    taus = np.asarray(taus, dtype=np.float64)
+    return (x[..., None] > taus).mean(-3).mean(-2)
+
+
+def performance_profile(scores, taus, reps: int = 2000, confidence: float = 0.95, seed: int = 0):
+    """(profile [len(taus)], lo, hi): the run-score distribution and its stratified bootstrap CI."""
+    x = _runs_tasks(scores)
+    boot = run_score_distribution(stratified_resamples(x, reps, np.random.default_rng(seed)), taus)
+    lo, hi = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+    return run_score_distribution(x, taus), lo, hi

@@ -165,15 +165,26 @@ def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
     def value_fn(params, obs):
         return critic.apply(params["critic"], obs)
 
-    def train(key, hparams):
+    def setup(hparams):
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
         tx = make_optimizer(hp, num_updates * algo.grad_steps_per_update(config), config.anneal_lr)
-        ctx = Context(config, venv, actor, critic, tx)
+        return hp, Context(config, venv, actor, critic, tx)
+
+    def init(key, hparams):
+        """The carry a run starts from: ``(TrainState, loop key, evaluation key)``."""
+        hp, ctx = setup(hparams)
         k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
         dummy = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
         params = {"actor": actor.init(k_actor, dummy), "critic": critic.init(k_critic, dummy)}
-        state = TrainState(params, tx.init(params), rollout.reset(venv, k_env, config.normalize_obs),
+        state = TrainState(params, ctx.tx.init(params), rollout.reset(venv, k_env, config.normalize_obs),
                            algo.init_extra(config, hp))
+        return state, k_train, k_eval
+
+    def run_updates(carry, hparams, start, n: int):
+        """Updates ``start .. start + n - 1`` (``n`` static, ``start`` traced and unbatched):
+        ``init`` then ``run_updates`` over consecutive chunks is the whole training scan."""
+        hp, ctx = setup(hparams)
+        state, key, k_eval = carry
 
         def update_step(carry, i):
             state, key = carry
@@ -189,11 +200,23 @@ def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
                              lambda: jax.debug.callback(callback, i, metrics), lambda: None)
             return (state, key), metrics
 
-        (state, _), metrics = jax.lax.scan(update_step, (state, k_train), jnp.arange(num_updates))
-        act = greedy_fn if config.eval_greedy else policy_fn
-        eval_returns = rollout.evaluate(eval_env, act, state.params, state.env.obs_rms, k_eval)
-        return {"state": state, "metrics": metrics, "eval_returns": eval_returns}
+        (state, key), metrics = jax.lax.scan(update_step, (state, key), start + jnp.arange(n))
+        return (state, key, k_eval), metrics
 
+    def evaluate(carry, key=None):
+        """[num_eval_episodes] returns of the policy in ``carry`` (with its evaluation key)."""
+        state, _, k_eval = carry
+        act = greedy_fn if config.eval_greedy else policy_fn
+        return rollout.evaluate(eval_env, act, state.params, state.env.obs_rms, k_eval if key is None else key)
+
+    def train(key, hparams):
+        carry = init(key, hparams)
+        carry, metrics = run_updates(carry, hparams, 0, num_updates)
+        return {"state": carry[0], "metrics": metrics, "eval_returns": evaluate(carry)}
+
+    # The pieces of ``train`` for chunked runs with checkpoints (purejaxpg.sweep).
+    train.init, train.run_updates, train.evaluate = init, run_updates, evaluate
+    train.num_updates = num_updates
     return train
 
 

@@ -439,4 +439,82 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
         eval_returns = rollout.evaluate(eval_env, act, (state.params["actor"], None), state.obs_rms, k_eval)
         return {"state": state, "metrics": metrics, "eval_returns": eval_returns}
 
+    # ---- the same run in chunks, for checkpoints (purejaxpg.sweep) ---------------------
+    # ``init`` -> ``run_updates`` over consecutive chunks -> ``evaluate``. Keys are carried
+    # as raw uint32 data (checkpointable); a chunk may straddle the end of the warm-up, so
+    # each update picks its phase with a conditional on the (unbatched) update index.
+    def wrap(data):
+        return jax.random.wrap_key_data(data, impl=config.rng_impl)
+
+    def chunk_setup(params, hparams):
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        lr_flat = ravel_pytree({
+            "actor": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["actor_lr"]), params["actor"]),
+            "critic": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["critic_lr"]), params["critic"]),
+            "log_alpha": hp["alpha_lr"]})[0]
+        return hp, lr_flat, target_entropy(venv, hp["target_entropy_scale"])
+
+    def init(key, hparams):
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        key = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl=config.rng_impl)
+        k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
+        dummy_obs = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
+        if spec.discrete:
+            critic_params = critic.init(k_critic, dummy_obs)
+        else:
+            critic_params = critic.init(k_critic, dummy_obs, jnp.zeros((1, spec.num_actions)))
+        params = {"actor": actor.init(k_actor, dummy_obs), "critic": critic_params,
+                  "log_alpha": jnp.log(hp["init_alpha"])}
+        env = rollout.reset(venv, k_env, False)
+        rms = RunningMeanStd.create(venv.obs_shape).update(env.obs) if normalize else None
+        state = SACState(params, critic_params, adam_init(ravel_pytree(params)[0]), env,
+                         replay.init(buffer_entry(venv), config.buffer_size), rms)
+        return state, jax.random.key_data(k_train), jax.random.key_data(k_eval)
+
+    def run_updates(carry, hparams, start, n: int):
+        state, key_data, k_eval = carry
+        hp, lr_flat, h_target = chunk_setup(state.params, hparams)
+        nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
+
+        def one_update(carry, i):
+            state, key = carry
+
+            def warmup(state, key):
+                key, k_collect = jax.random.split(key)
+                state, ep = collect(state, k_collect, random_policy)
+                return state, key, {**ep, **nan_losses}
+
+            def learn(state, key):
+                key, k_collect, k_grad = jax.random.split(key, 3)
+                state, ep = collect(state, k_collect, sample_policy)
+                step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)  # noqa: E731
+                if config.grad_steps == 1:
+                    state, m = step(state, k_grad)
+                else:
+                    state, m = jax.lax.scan(step, state, jax.random.split(k_grad, config.grad_steps))
+                    m = jax.tree_util.tree_map(lambda x: x.mean(0), m)
+                return state, key, {**ep, **m}
+
+            state, key, metrics = jax.lax.cond(i < num_warmup, warmup, learn, state, key)
+            if callback is not None:
+                jax.lax.cond(((i + 1) % every == 0) | (i + 1 == num_updates),
+                             lambda: jax.debug.callback(callback, i, metrics), lambda: None)
+            return (state, key), metrics
+
+        (state, key), metrics = jax.lax.scan(one_update, (state, wrap(key_data)), start + jnp.arange(n))
+        return (state, jax.random.key_data(key), k_eval), metrics
+
+    def evaluate(carry, key=None):
+        state, _, k_eval = carry
+        act = greedy_policy if config.eval_deterministic else sample_policy
+        k = wrap(k_eval) if key is None else key
+        return rollout.evaluate(eval_env, act, (state.params["actor"], None), state.obs_rms, k)
+
+    def carry_axes(carry):
+        """vmap axes of a carry: the buffer's write position and size stay unbatched (see replay.add)."""
+        state = jax.tree_util.tree_map(lambda _: 0, carry[0])
+        return state.replace(buffer=state.buffer.replace(pos=None, size=None)), 0, 0
+
+    train.init, train.run_updates, train.evaluate = init, run_updates, evaluate
+    train.num_updates, train.carry_axes = num_updates, carry_axes
     return train

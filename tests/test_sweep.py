@@ -1,0 +1,210 @@
+"""Sweeps in one program, chunked runs with checkpoints, device independence, memory refusal."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from purejaxpg import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 512, "hidden": (16,),
+        "update_epochs": 1, "num_minibatches": 2, "num_eval_episodes": 2}  # 8 updates
+
+
+def test_grid_and_ranges_parse_and_validate():
+    grid = sweep.parse_grid(["lr=1e-4,3e-4", "hidden=16,32x32"], "ppo")
+    assert grid == {"lr": [1e-4, 3e-4], "hidden": [(16,), (32, 32)]}
+    ranges = sweep.parse_ranges(["ent_coef=0:0.1", "lr=1e-5:1e-2:log"], "ppo")
+    points = sweep.configurations({"clip_eps": [0.1, 0.2]}, ranges, 3, 0, "ppo")
+    assert len(points) == 6
+    assert all(1e-5 <= p["lr"] <= 1e-2 and 0 <= p["ent_coef"] <= 0.1 for p in points)
+    for bad, match in ((["lr"], "NAME="), (["nope=1"], "unknown setting"), (["lr=a,b"], "bad value")):
+        with pytest.raises(ValueError, match=match):
+            sweep.parse_grid(bad, "ppo")
+    for bad in (["lr=1:0"], ["lr=0:1:log"], ["hidden=1:2"]):
+        with pytest.raises(ValueError):
+            sweep.parse_ranges(bad, "ppo")
+    # a shape-changing field splits the sweep into one program per shape; a bad value fails before compiling
+    groups = sweep.plan_groups("ppo", TINY, sweep.configurations(grid, {}, 0, 0, "ppo"))
+    assert len(groups) == 2 and all(len(g.hparams) == 2 for g in groups)
+    with pytest.raises(ValueError, match="lr"):
+        sweep.plan_groups("ppo", TINY, [{"lr": -1.0}])
+
+
+def _leaves(carry):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(carry)]
+
+
+def _grid(tmp_path):
+    out = sweep.sweep("ppo", str(tmp_path / "grid"), base=TINY, grid={"lr": [1e-3, 3e-3], "clip_eps": [0.1, 0.3]},
+                      num_seeds=2, quiet=True)
+    (group, r), = out["groups"]
+    return out, group, r
+
+
+def test_grid_is_one_program(tmp_path):
+    """2 x 2 configurations x 2 seeds compile one chunk program and write a summary per
+    configuration (the train contract's keys), a table sorted by IQM and a plot."""
+    out, group, r = _grid(tmp_path)
+    assert out["info"]["programs"] == 1 and out["info"]["programs_compiled"] == 1
+    assert r["metrics"]["episode_return"].shape == (4, 2, 8) and r["final_return"].shape == (4, 2)
+    # different hyperparameters give different runs; the same seed key in every configuration
+    assert not np.array_equal(r["metrics"]["loss"][0], r["metrics"]["loss"][3])
+    rows = json.load(open(tmp_path / "grid" / "sweep.json"))["table"]
+    assert len(rows) == 4
+    assert [row["iqm"] for row in rows] == sorted([row["iqm"] for row in rows], reverse=True)
+    for row in rows:
+        s = json.load(open(tmp_path / "grid" / row["name"] / "summary.json"))
+        assert {"algo", "env", "num_seeds", "total_timesteps", "final_return", "compile_seconds", "run_seconds",
+                "env_steps_per_second", "versions"} <= set(s)
+        assert row["iqm_ci95"][0] <= row["iqm"] <= row["iqm_ci95"][1]
+    assert (tmp_path / "grid" / "sweep.png").exists() and (tmp_path / "grid" / "table.txt").exists()
+
+
+@pytest.mark.slow
+def test_grid_configurations_match_separate_runs(tmp_path):
+    """Every configuration's runs in a grid equal those of a sweep of that configuration alone."""
+    _, group, r = _grid(tmp_path)
+    alone = sweep.sweep("ppo", str(tmp_path / "alone"), base={**TINY, "lr": 3e-3, "clip_eps": 0.1},
+                        num_seeds=2, single=True, quiet=True)
+    c = group.names.index(sweep.config_name({"lr": 3e-3, "clip_eps": 0.1}, 2))
+    (_, ra), = alone["groups"]
+    for k, v in ra["metrics"].items():
+        np.testing.assert_allclose(r["metrics"][k][c], v[0], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("algo,base", [
+    ("ppo", {**TINY, "normalize_obs": True}),
+    pytest.param("sac", {"env": "Pendulum-v1", "num_envs": 2, "num_steps": 2, "total_timesteps": 64,
+                         "buffer_size": 64, "minibatch_size": 8, "learning_starts": 20, "hidden": (8,),
+                         "num_eval_episodes": 1}, marks=pytest.mark.slow),
+])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, algo, base):
+    """Stopped after 2 of 4 chunks and resumed == uninterrupted, exactly (metrics, the whole
+    final state, final returns). PPO is stopped by a KeyboardInterrupt (Ctrl-C) arriving
+    after the third chunk ran, before its checkpoint; SAC by ``stop_after`` (its warm-up
+    ends inside the second chunk)."""
+    full = sweep.sweep(algo, str(tmp_path / "full"), base=base, num_seeds=2, chunks=4, single=True, quiet=True)
+    if algo == "ppo":
+        from purejaxpg.checkpoint import CheckpointStore
+
+        save = CheckpointStore.save
+
+        def interrupted_save(self, step, carry, metrics):
+            if step == 3:
+                raise KeyboardInterrupt
+            return save(self, step, carry, metrics)
+
+        monkeypatch.setattr(CheckpointStore, "save", interrupted_save)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.sweep(algo, str(tmp_path / "part"), base=base, num_seeds=2, chunks=4, single=True, quiet=True)
+        monkeypatch.setattr(CheckpointStore, "save", save)
+    else:
+        part = sweep.sweep(algo, str(tmp_path / "part"), base=base, num_seeds=2, chunks=4, single=True,
+                           quiet=True, stop_after=2)
+        assert part["stopped"]
+    assert not (tmp_path / "part" / "summary.json").exists()
+    assert sorted(os.listdir(tmp_path / "part" / "checkpoints" / "group0")) == ["1", "2"]
+    resumed = sweep.resume(str(tmp_path / "part"), quiet=True)
+    (_, a), = full["groups"]
+    (_, b), = resumed["groups"]
+    assert b["chunks_done"] == 4 and a["programs_compiled"] == 1
+    for k in a["metrics"]:
+        np.testing.assert_array_equal(a["metrics"][k], b["metrics"][k], err_msg=k)
+    for x, y in zip(_leaves(a["carry"]), _leaves(b["carry"])):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a["final_return"], b["final_return"])
+    ma, mb = np.load(tmp_path / "full" / "metrics.npz"), np.load(tmp_path / "part" / "metrics.npz")
+    for k in ma.files:
+        np.testing.assert_array_equal(ma[k], mb[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_chunks_match_the_monolithic_train():
+    """init + run_updates over chunks + evaluate is the train(key, hparams) program cut in pieces."""
+    from purejaxpg.experiment import build
+
+    algo, config, hp = build("ppo", TINY)
+    train = algo.make_train(config)
+    key = jax.random.PRNGKey(3)
+    out = jax.jit(train)(key, hp)
+    carry = jax.jit(train.init)(key, hp)
+    step = jax.jit(lambda c, h, s: train.run_updates(c, h, s, 4))
+    carry, m1 = step(carry, hp, 0)
+    carry, m2 = step(carry, hp, 4)
+    ret = np.concatenate([m1["episode_return"], m2["episode_return"]])
+    np.testing.assert_allclose(ret, out["metrics"]["episode_return"], rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(train.evaluate)(carry), out["eval_returns"], rtol=1e-5)
+
+
+def test_memory_refusal_before_compiling(tmp_path):
+    with pytest.raises(ValueError, match=r"needs about .* per device .* more than the .* allowed; run fewer seeds"):
+        sweep.sweep("ppo", str(tmp_path / "x"), base=TINY, grid={"lr": [1e-3, 3e-3]}, num_seeds=4,
+                    memory_limit_mb=0.01, quiet=True)
+    assert not (tmp_path / "x" / "checkpoints" / "group0" / "1").exists()
+
+
+_DEVICE_SCRIPT = """
+import sys, numpy as np, jax
+from purejaxpg import sweep
+base = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 256, "hidden": (16,),
+        "update_epochs": 1, "num_minibatches": 2, "num_eval_episodes": 2}
+out = sweep.sweep("ppo", sys.argv[1], base=base, grid={"lr": [1e-3, 3e-3]}, num_seeds=3, chunks=2, quiet=True)
+(_, r), = out["groups"]
+assert r["num_devices"] == jax.device_count()
+params = {f"param{i}": np.asarray(x)[:r["num_runs"]]
+          for i, x in enumerate(jax.tree_util.tree_leaves(r["carry"][0].params))}
+np.savez(sys.argv[2], final=r["final_return"], devices=jax.device_count(), **params, **r["metrics"])
+"""
+
+EXACT = ("final", "episode_return", "episode_length", "episodes")
+
+
+def test_results_do_not_depend_on_the_device_count(tmp_path):
+    """6 runs (2 configurations x 3 seeds) on 1 device and sharded over 4 (padded to 8).
+
+    The env-side results (episode returns and lengths, final evaluation returns) are
+    identical. Float state and losses agree to float32 rounding, not bit for bit: with more
+    than one device XLA compiles the same per-device program through its SPMD pipeline,
+    which simplifies a few divisions differently (about 1e-7 relative after 4 updates)."""
+    results = []
+    for n in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu",
+               "PYTHONPATH": ROOT}
+        path = tmp_path / f"d{n}.npz"
+        subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, str(tmp_path / f"run{n}"), str(path)], env=env,
+                       cwd=ROOT, check=True, capture_output=True, timeout=600)
+        results.append(np.load(path))
+    one, four = results
+    assert int(one["devices"]) == 1 and int(four["devices"]) == 4
+    assert one["final"].shape == (2, 3) and any(k.startswith("param") for k in one.files)
+    for k in one.files:
+        if k in EXACT:
+            np.testing.assert_array_equal(one[k], four[k], err_msg=k)
+        elif k != "devices":
+            np.testing.assert_allclose(one[k], four[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_cli_chunked_train_eval_and_errors(tmp_path, capsys):
+    from purejaxpg.cli import main
+
+    out = str(tmp_path / "run")
+    args = ["--env", "CartPole-v1", "--num-seeds", "2", "--total-timesteps", "256", "--num-envs", "4",
+            "--num-steps", "16", "--hidden", "8", "--update-epochs", "1", "--quiet"]
+    assert main(["train", "ppo", *args, "--chunks", "2", "--out", out]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["programs"] == 1
+    assert sorted(os.listdir(os.path.join(out, "checkpoints", "group0"))) == ["1", "2"]
+    assert main(["eval", out, "--episodes", "3"]) == 0
+    line = capsys.readouterr().out
+    assert "3 episodes x 2 seeds, after 4 updates" in line
+    for bad, msg in ((["sweep", "ppo", "--grid", "lr=x"], "bad value"),
+                     (["sweep", "ppo", "--range", "lr=1e-3:1e-2"], "--samples"),
+                     (["sweep", "ppo", "--chunks", "0"], "chunks must be"),
+                     (["sweep", "--resume", str(tmp_path / "none")], "no run.json"),
+                     (["eval", str(tmp_path / "none")], "no run.json")):
+        assert main(bad) == 2, bad
+        assert msg in capsys.readouterr().err, bad
