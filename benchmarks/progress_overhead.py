@@ -1,6 +1,6 @@
 """What the progress bar's host callback costs: the same training program compiled without
 the callback (``quiet``), with it at the default cadence (``progress``: every
-``progress_cadence`` updates, about 100 times per run, once per seed under ``vmap``) and
+``progress_cadence`` updates, about 20 times per run, once per seed under ``vmap``) and
 with it after every update (``every_update``), run back to back, alternating, in one
 process. The default cadence's cost is within run-to-run noise, so it is also estimated
 from the ``every_update`` runs: per-call cost = (every_update - quiet) / calls, times the
