@@ -8,6 +8,12 @@
     purejaxpg compare DIR... [--labels A,B,...] [--out DIR]
     purejaxpg eval DIR [--episodes N]
     purejaxpg list
+    purejaxpg lab [--mdp random|chain|frozenlake] [--states S] [--actions A] [--batch-sizes 4,16,64]
+                  [--k K] [--seed S] [--lam L] [--out DIR]
+
+``train`` writes DIR/{config.json, metrics.npz, summary.json, learning_curve.png}; ``list``
+prints algorithms, environments and presets; ``lab`` measures policy-gradient estimators
+against the exact gradient on a tabular MDP (``purejaxpg.lab``; writes DIR/lab.json, lab.png).
 
 Every field of the algorithm's config and every hyperparameter can be set as
 ``--field-name VALUE`` (``--lr 3e-4 --num-envs 16 --hidden 64,64 --normalize-obs true``).
@@ -258,7 +264,7 @@ def cmd_eval(argv) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: purejaxpg {train,sweep,compare,eval,lab,list} ...  (purejaxpg train --help)"
+    usage = "usage: purejaxpg {train,sweep,compare,eval,lab,list} ...  (purejaxpg COMMAND --help)"
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip() if argv else usage)
         return 0 if argv else 2
@@ -280,6 +286,8 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"purejaxpg: error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
+        return e.code if isinstance(e.code, int) else 2
     print(f"purejaxpg: error: unknown command {cmd!r}; {usage}", file=sys.stderr)
     return 2
 

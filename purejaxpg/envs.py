@@ -41,10 +41,25 @@ def register_env(name: str, factory) -> None:
     _REGISTRY[name] = factory
 
 
+# Modules of this package that register environments when imported. They are imported
+# lazily, on first use of ``env_names`` / ``check_env_name`` / ``make_env`` (not at import
+# time of this module, which they import themselves), so ``--env Tabular-Random`` works
+# without the caller importing ``purejaxpg.tabular`` first.
+_REGISTERING_MODULES = ("purejaxpg.tabular",)
+
+
+def _import_registering_modules() -> None:
+    import importlib
+
+    for module in _REGISTERING_MODULES:
+        importlib.import_module(module)
+
+
 def env_names() -> list[str]:
     """Names accepted by ``make_env``."""
     import gymnax
 
+    _import_registering_modules()
     return [n for n in gymnax.registered_envs if n not in _UNAVAILABLE] + sorted(_REGISTRY)
 
 

@@ -1,7 +1,7 @@
 """A host-side progress bar fed from inside the compiled program.
 
 The training scan calls ``ProgressBar.callback(update_index, metrics)`` through
-``jax.debug.callback`` every ``progress_cadence`` updates (about 100 calls per run). Under
+``jax.debug.callback`` every ``progress_cadence`` updates (about 20 calls per run). Under
 ``vmap`` the callback runs once per batch element (seed, or seed x hyperparameter), so the
 bar counts calls per update index and advances once all ``num_runs`` have reported.
 """

@@ -38,7 +38,12 @@ class Config(OnPolicyConfig):
 
 
 def default_hparams(config=None) -> dict:
-    return {**BASE_HPARAMS, "lr": 1e-3, "gae_lambda": 0.95, "ent_coef": 0.01, "vf_coef": 0.5}
+    # lr and ent_coef from scripts/tune_foundation.py on CartPole-v1 (16 envs x 16 steps, GAE
+    # 0.95; benchmarks/results/foundation_tuning.json): with ent_coef 0.01 the final-return
+    # IQM was 216/328/479 at lr 3e-4/1e-3/3e-3 (8 seeds); with ent_coef 0 it was 255/460/500,
+    # and on 16 fresh seeds 500 at lr 2e-3, 3e-3 and 5e-3, with every seed at 500 only at 3e-3.
+    # (The earlier lr 1e-3, ent_coef 0.01 gave IQM 316 in scripts/foundation_acceptance.py.)
+    return {**BASE_HPARAMS, "lr": 3e-3, "gae_lambda": 0.95, "ent_coef": 0.0, "vf_coef": 0.5}
 
 
 def grad_steps_per_update(config) -> int:
