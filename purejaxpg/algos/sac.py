@@ -374,80 +374,18 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
         target = polyak_update(state.target_critic, params["critic"], hp["tau"])
         return state.replace(params=params, opt_state=opt_state, target_critic=target), metrics
 
-    def train(key, hparams):
-        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-        key = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl=config.rng_impl)
-        h_target = target_entropy(venv, hp["target_entropy_scale"])
-        k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
-        dummy_obs = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
-        if spec.discrete:
-            critic_params = critic.init(k_critic, dummy_obs)
-        else:
-            critic_params = critic.init(k_critic, dummy_obs, jnp.zeros((1, spec.num_actions)))
-        params = {"actor": actor.init(k_actor, dummy_obs), "critic": critic_params,
-                  "log_alpha": jnp.log(hp["init_alpha"])}
-        # Per-parameter learning rates as one flat vector, matching the flat Adam state.
-        lr_flat = ravel_pytree({
-            "actor": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["actor_lr"]), params["actor"]),
-            "critic": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["critic_lr"]), params["critic"]),
-            "log_alpha": hp["alpha_lr"]})[0]
-        env = rollout.reset(venv, k_env, False)
-        rms = RunningMeanStd.create(venv.obs_shape).update(env.obs) if normalize else None
-        state = SACState(params, critic_params, adam_init(ravel_pytree(params)[0]), env,
-                         replay.init(buffer_entry(venv), config.buffer_size), rms)
+    # ---- the run: init -> updates (in one scan per phase, or in chunks) -> evaluate --------
+    # ``init``, ``run_updates`` over consecutive chunks and ``evaluate`` are also what
+    # purejaxpg.sweep uses for checkpointed runs. Keys are carried as raw uint32 data
+    # (checkpointable).
+    nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
 
-        def report(i, metrics):
-            if callback is not None:
-                jax.lax.cond(((i + 1) % every == 0) | (i + 1 == num_updates),
-                             lambda: jax.debug.callback(callback, i, metrics), lambda: None)
-
-        nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
-
-        def warmup_update(carry, i):
-            state, key = carry
-            key, k_collect = jax.random.split(key)
-            state, ep = collect(state, k_collect, random_policy)
-            metrics = {**ep, **nan_losses}
-            report(i, metrics)
-            return (state, key), metrics
-
-        def learn_update(carry, i):
-            state, key = carry
-            key, k_collect, k_grad = jax.random.split(key, 3)
-            state, ep = collect(state, k_collect, sample_policy)
-            step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)  # noqa: E731
-            if config.grad_steps == 1:
-                state, m = step(state, k_grad)
-            else:
-                state, m = jax.lax.scan(step, state, jax.random.split(k_grad, config.grad_steps))
-                m = jax.tree_util.tree_map(lambda x: x.mean(0), m)
-            metrics = {**ep, **m}
-            report(i, metrics)
-            return (state, key), metrics
-
-        carry = (state, k_train)
-        parts = []
-        if num_warmup:
-            carry, m = jax.lax.scan(warmup_update, carry, jnp.arange(num_warmup))
-            parts.append(m)
-        carry, m = jax.lax.scan(learn_update, carry, jnp.arange(num_warmup, num_updates))
-        parts.append(m)
-        metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-        state = carry[0]
-        act = greedy_policy if config.eval_deterministic else sample_policy
-        # evaluate() normalises observations itself with the frozen statistics
-        eval_returns = rollout.evaluate(eval_env, act, (state.params["actor"], None), state.obs_rms, k_eval)
-        return {"state": state, "metrics": metrics, "eval_returns": eval_returns}
-
-    # ---- the same run in chunks, for checkpoints (purejaxpg.sweep) ---------------------
-    # ``init`` -> ``run_updates`` over consecutive chunks -> ``evaluate``. Keys are carried
-    # as raw uint32 data (checkpointable); a chunk may straddle the end of the warm-up, so
-    # each update picks its phase with a conditional on the (unbatched) update index.
     def wrap(data):
         return jax.random.wrap_key_data(data, impl=config.rng_impl)
 
     def chunk_setup(params, hparams):
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        # Per-parameter learning rates as one flat vector, matching the flat Adam state.
         lr_flat = ravel_pytree({
             "actor": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["actor_lr"]), params["actor"]),
             "critic": jax.tree_util.tree_map(lambda p: jnp.full(p.shape, hp["critic_lr"]), params["critic"]),
@@ -471,44 +409,66 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
                          replay.init(buffer_entry(venv), config.buffer_size), rms)
         return state, jax.random.key_data(k_train), jax.random.key_data(k_eval)
 
-    def run_updates(carry, hparams, start, n: int):
-        state, key_data, k_eval = carry
-        hp, lr_flat, h_target = chunk_setup(state.params, hparams)
-        nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
+    def warmup_step(state, key):
+        key, k_collect = jax.random.split(key)
+        state, ep = collect(state, k_collect, random_policy)
+        return state, key, {**ep, **nan_losses}
 
-        def one_update(carry, i):
-            state, key = carry
+    def learn_step(state, key, hp, lr_flat, h_target):
+        key, k_collect, k_grad = jax.random.split(key, 3)
+        state, ep = collect(state, k_collect, sample_policy)
+        step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)  # noqa: E731
+        if config.grad_steps == 1:
+            state, m = step(state, k_grad)
+        else:
+            state, m = jax.lax.scan(step, state, jax.random.split(k_grad, config.grad_steps))
+            m = jax.tree_util.tree_map(lambda x: x.mean(0), m)
+        return state, key, {**ep, **m}
 
-            def warmup(state, key):
-                key, k_collect = jax.random.split(key)
-                state, ep = collect(state, k_collect, random_policy)
-                return state, key, {**ep, **nan_losses}
-
-            def learn(state, key):
-                key, k_collect, k_grad = jax.random.split(key, 3)
-                state, ep = collect(state, k_collect, sample_policy)
-                step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)  # noqa: E731
-                if config.grad_steps == 1:
-                    state, m = step(state, k_grad)
-                else:
-                    state, m = jax.lax.scan(step, state, jax.random.split(k_grad, config.grad_steps))
-                    m = jax.tree_util.tree_map(lambda x: x.mean(0), m)
-                return state, key, {**ep, **m}
-
-            state, key, metrics = jax.lax.cond(i < num_warmup, warmup, learn, state, key)
+    def scan_updates(step_fn, state, key, indices):
+        """``step_fn(state, key, i) -> (state, key, metrics)`` for each update index i,
+        reporting progress through the callback."""
+        def body(carry, i):
+            state, key, metrics = step_fn(*carry, i)
             if callback is not None:
                 jax.lax.cond(((i + 1) % every == 0) | (i + 1 == num_updates),
                              lambda: jax.debug.callback(callback, i, metrics), lambda: None)
             return (state, key), metrics
 
-        (state, key), metrics = jax.lax.scan(one_update, (state, wrap(key_data)), start + jnp.arange(n))
+        return jax.lax.scan(body, (state, key), indices)
+
+    def run_updates(carry, hparams, start, n: int):
+        """Updates start .. start+n-1; a chunk may straddle the end of the warm-up, so each
+        update picks its phase with a conditional on the (unbatched) update index."""
+        state, key_data, k_eval = carry
+        hp, lr_flat, h_target = chunk_setup(state.params, hparams)
+
+        def step(state, key, i):
+            return jax.lax.cond(i < num_warmup, warmup_step,
+                                lambda s, k: learn_step(s, k, hp, lr_flat, h_target), state, key)
+
+        (state, key), metrics = scan_updates(step, state, wrap(key_data), start + jnp.arange(n))
         return (state, jax.random.key_data(key), k_eval), metrics
 
     def evaluate(carry, key=None):
         state, _, k_eval = carry
         act = greedy_policy if config.eval_deterministic else sample_policy
         k = wrap(k_eval) if key is None else key
+        # rollout.evaluate normalises observations itself with the frozen statistics
         return rollout.evaluate(eval_env, act, (state.params["actor"], None), state.obs_rms, k)
+
+    def train(key, hparams):
+        state, k_train, k_eval = init(key, hparams)
+        hp, lr_flat, h_target = chunk_setup(state.params, hparams)
+        key, parts = wrap(k_train), []
+        if num_warmup:  # two scans, no per-update conditional
+            (state, key), m = scan_updates(lambda s, k, i: warmup_step(s, k), state, key, jnp.arange(num_warmup))
+            parts.append(m)
+        (state, key), m = scan_updates(lambda s, k, i: learn_step(s, k, hp, lr_flat, h_target), state, key,
+                                       jnp.arange(num_warmup, num_updates))
+        parts.append(m)
+        metrics = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+        return {"state": state, "metrics": metrics, "eval_returns": evaluate((state, None, k_eval))}
 
     def carry_axes(carry):
         """vmap axes of a carry: the buffer's write position and size stay unbatched (see replay.add)."""
