@@ -95,3 +95,53 @@ def policy_evaluation(P, R, terminal, gamma, pi, sweeps=2000):
                 new[s] += pi[s, a] * (R[s, a] + gamma * future)
         V = new
     return V
+
+
+# ---- a test environment ------------------------------------------------------------------
+# Imported lazily by the tests that need it (gymnax and flax are test-time dependencies here).
+def endless_env_name() -> str:
+    """Register (once) and return the name of "Endless-test": one state, reward 1 every step,
+    never terminates; only the time limit (``max_steps_in_episode``, default 20) ends episodes,
+    and the observation carries no time, so V cannot tell how close the limit is."""
+    import jax.numpy as jnp
+    from flax import struct
+    from gymnax.environments import environment, spaces
+
+    from purejaxpg.envs import env_names, register_env
+
+    name = "Endless-test"
+    if name in env_names():
+        return name
+
+    @struct.dataclass
+    class State(environment.EnvState):
+        pass
+
+    @struct.dataclass
+    class Params(environment.EnvParams):
+        max_steps_in_episode: int = 20
+
+    class Endless(environment.Environment):
+        @property
+        def default_params(self):
+            return Params()
+
+        def step_env(self, key, state, action, params):
+            state = State(time=state.time + 1)
+            return self.get_obs(state), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+        def reset_env(self, key, params):
+            state = State(time=0)
+            return self.get_obs(state), state
+
+        def get_obs(self, state, params=None, key=None):
+            return jnp.ones((1,), jnp.float32)
+
+        def action_space(self, params=None):
+            return spaces.Discrete(2)
+
+        def observation_space(self, params):
+            return spaces.Box(0.0, 1.0, (1,), jnp.float32)
+
+    register_env(name, lambda **kw: (Endless(), Params(**kw)))
+    return name

@@ -9,13 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
-from gymnax.environments import environment, spaces
 
 from purejaxpg import losses, stats
 from purejaxpg.algos import get_algo, sac
-from purejaxpg.envs import VecEnv, register_env
+from purejaxpg.envs import VecEnv
 from purejaxpg.networks import EnsembleQ, SquashedGaussian, SquashedGaussianActor, dense, tanh_log_det_jacobian
+from reference import endless_env_name
 
 variants = chex.variants(with_jit=True, without_jit=True)
 
@@ -235,43 +234,7 @@ def test_registry_and_space_dependent_defaults():
 
 # ---- whole runs -------------------------------------------------------------------------
 
-@struct.dataclass
-class _State(environment.EnvState):
-    pass
-
-
-@struct.dataclass
-class _Params(environment.EnvParams):
-    max_steps_in_episode: int = 20
-
-
-class _Endless(environment.Environment):
-    """One state, reward 1 every step, never terminates; only the time limit (20) ends
-    episodes, and the observation carries no time."""
-
-    @property
-    def default_params(self):
-        return _Params()
-
-    def step_env(self, key, state, action, params):
-        state = _State(time=state.time + 1)
-        return self.get_obs(state), state, jnp.float32(1.0), jnp.bool_(False), {}
-
-    def reset_env(self, key, params):
-        state = _State(time=0)
-        return self.get_obs(state), state
-
-    def get_obs(self, state, params=None, key=None):
-        return jnp.ones((1,), jnp.float32)
-
-    def action_space(self, params=None):
-        return spaces.Discrete(2)
-
-    def observation_space(self, params):
-        return spaces.Box(0.0, 1.0, (1,), jnp.float32)
-
-
-register_env("EndlessSAC-test", lambda **kw: (_Endless(), _Params(**kw)))
+ENDLESS = endless_env_name()
 
 
 def test_discrete_sac_bootstraps_truncations_from_the_buffer():
@@ -279,12 +242,12 @@ def test_discrete_sac_bootstraps_truncations_from_the_buffer():
     stored final observation) Q must reach 1 / (1 - gamma) = 10. Treating the time limit as
     a termination would cap it near 1 / (1 - gamma * 19/20) ~ 6.9. Also checks the output
     structure: per-update metrics, NaN losses before learning starts, the evaluation."""
-    config = sac.Config(env="EndlessSAC-test", num_envs=4, num_steps=1, grad_steps=1, total_timesteps=4 * 1500,
+    config = sac.Config(env=ENDLESS, num_envs=4, num_steps=1, grad_steps=1, total_timesteps=4 * 1500,
                         buffer_size=512, minibatch_size=64, learning_starts=64, hidden=(16,), learn_alpha=False,
                         num_eval_episodes=4)
     hp = {**sac.default_hparams(config), "gamma": 0.9, "init_alpha": 1e-6, "critic_lr": 3e-3, "tau": 0.05}
     out = jax.jit(sac.make_train(config))(jax.random.PRNGKey(0), hp)
-    critic = sac.build_networks(config, VecEnv("EndlessSAC-test", 1))[1]
+    critic = sac.build_networks(config, VecEnv(ENDLESS, 1))[1]
     q = np.asarray(critic.apply(out["state"].params["critic"], jnp.ones((1, 1))))  # [2 critics, 1, 2 actions]
     np.testing.assert_allclose(q, 10.0, rtol=0.05)
     m = out["metrics"]
