@@ -79,7 +79,13 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed runs per row (median reported)")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    p.add_argument("--host-devices", type=int, default=1,
+                   help="CPU only: split the host into this many XLA devices and shard each program's seeds "
+                        "over them (one SPMD program; uses more than one core)")
     args = p.parse_args(argv)
+    if args.host_devices > 1:  # before JAX starts its backend
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.host_devices}").strip()
 
     import jax
 
@@ -111,17 +117,20 @@ def main(argv=None) -> int:
     torch_sps = results.get("torch", {}).get("env_steps_per_second")
 
     date = datetime.date.today().isoformat()
-    stem = os.path.join(args.out_dir, f"{device_name()}-{date}")
+    suffix = f"-{args.host_devices}dev" if args.host_devices > 1 else ""
+    stem = os.path.join(args.out_dir, f"{device_name()}-{date}{suffix}")
     os.makedirs(args.out_dir, exist_ok=True)
     out = {"command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
-           "mode": args.mode, "date": date, "device": str(jax.devices()[0]), "versions": versions(),
+           "mode": args.mode, "host_devices": args.host_devices, "date": date,
+           "device": str(jax.devices()[0]), "versions": versions(),
            "load_average_before": load_before, "load_average_after": os.getloadavg(),
            "rows": rows, "baselines": results}
     with open(stem + ".json", "w") as f:
         json.dump(out, f, indent=2)
     plot(stem + ".png", rows, results)
 
-    print(f"\n{out['versions']['device']} ({out['versions']['machine']}), mode {args.mode}")
+    print(f"\n{out['versions']['device']} ({out['versions']['machine']}), mode {args.mode}, "
+          f"seeds sharded over {jax.device_count()} device(s) where they divide evenly")
     print(format_rows(rows, torch_sps))
     for b in results.values():
         if "env_steps_per_second" in b:

@@ -54,6 +54,12 @@ def measure(algo_name: str, num_seeds: int, overrides: dict | None = None, repea
     kwargs = {"num_seeds": num_seeds} if algo_name == "sac" else {}
     train = algo.make_train(config, **kwargs)
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    devices = jax.device_count()
+    if devices > 1 and num_seeds % devices == 0:  # one SPMD program, seeds split over devices
+        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seeds",))
+        keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
+    else:
+        devices = 1
     t0 = time.perf_counter()
     compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, hparams).compile()
     compile_s = time.perf_counter() - t0
@@ -66,6 +72,7 @@ def measure(algo_name: str, num_seeds: int, overrides: dict | None = None, repea
     steps = num_seeds * config.num_updates * config.batch_size
     run_s = float(np.median(times))
     return {"algo": algo_name, "env": config.env, "seeds": int(num_seeds), "num_envs": config.num_envs,
+            "devices": devices,
             "env_steps_per_seed": config.num_updates * config.batch_size, "compile_seconds": compile_s,
             "run_seconds": times, "env_steps_per_second": steps / run_s,
             "final_return_iqm": float(stats.iqm(final)), "final_return_mean": float(final.mean()),
