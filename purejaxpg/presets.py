@@ -74,8 +74,10 @@ def resolve(algo: str, env: str, preset: str = "auto") -> dict:
 # Pendulum's short horizon); MountainCarContinuous starts from a wide policy (log-std 0) and
 # needs the entropy bonus to find the goal. MinAtar: the conv torso with the settings of
 # the gymnax baselines (64 envs x 128 steps, 4 epochs x 8 minibatches), with lr 1e-3 and
-# gamma 0.999 chosen by a grid on Breakout (scripts/tune_ppo_grid.py, 8 configs x 3 seeds on
-# an H100: lr 5e-4 reached IQM 7-11 at 1e7 steps, lr 1e-3 26-39; results/tune-breakout.json).
+# gamma 0.999 chosen by a grid on Breakout (8 configs x 3 seeds in one program on an H100: lr
+# 5e-4 reached IQM 7-11 at 1e7 steps, lr 1e-3 26-39; benchmarks/results/tune-breakout-h100.json;
+# today `purejaxpg sweep ppo --env Breakout-MinAtar --num-seeds 3 --grid lr=5e-4,1e-3
+# --grid ent_coef=0.01,0.003 --grid gamma=0.99,0.999` runs the same grid).
 # Results: scripts/ppo_acceptance.py -> benchmarks/results/ppo_acceptance*.json.
 _PPO_CLASSIC = {"num_envs": 4, "num_steps": 128, "update_epochs": 4, "num_minibatches": 4,
                 "total_timesteps": 500_000, "lr": 2.5e-4, "ent_coef": 0.01}

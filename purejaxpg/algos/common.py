@@ -24,8 +24,34 @@ from ..envs import VecEnv, check_env_name
 from ..networks import Actor, Critic
 
 
+class UpdateBudget:
+    """What every algorithm's config shares: an update is ``num_envs x num_steps`` env steps,
+    a run ``total_timesteps`` env steps per seed. Mixed into the config dataclasses, which
+    define those fields and ``env``."""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def check_budget(self, positive=()) -> None:
+        """One-line errors for an unknown env, a field of ``positive`` (plus num_envs and
+        num_steps) that is not a positive integer, or a budget smaller than one update."""
+        check_env_name(self.env)
+        for name in ("num_envs", "num_steps", *positive):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is smaller than one update "
+                f"(num_envs x num_steps = {self.num_envs} x {self.num_steps} = {self.batch_size})")
+
+
 @dataclass(frozen=True)
-class OnPolicyConfig:
+class OnPolicyConfig(UpdateBudget):
     """Static settings: they fix array shapes and the program's structure."""
 
     env: str = "CartPole-v1"
@@ -42,23 +68,8 @@ class OnPolicyConfig:
     eval_greedy: bool = False  # evaluate the mode of the policy instead of sampling
     progress_every: int = 0  # host callback cadence in updates; 0 picks about 20 per run
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
     def validate(self) -> None:
-        check_env_name(self.env)
-        for name in ("num_envs", "num_steps", "num_eval_episodes"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.total_timesteps < self.batch_size:
-            raise ValueError(
-                f"total_timesteps={self.total_timesteps} is smaller than one update "
-                f"(num_envs x num_steps = {self.num_envs} x {self.num_steps} = {self.batch_size})")
+        self.check_budget(("num_eval_episodes",))
         if any(int(h) <= 0 for h in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden} (empty: a linear policy)")
 

@@ -45,11 +45,11 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from .. import replay, rollout
-from ..envs import RunningMeanStd, VecEnv, check_env_name
+from ..envs import RunningMeanStd, VecEnv
 from ..losses import (discrete_sac_actor_loss, discrete_soft_value, polyak_update, sac_actor_loss,
                       sac_critic_loss, soft_td_target, temperature_loss)
 from ..networks import ACTIVATIONS, CategoricalSACActor, EnsembleQ, SquashedGaussian, SquashedGaussianActor
-from .common import progress_cadence
+from .common import UpdateBudget, progress_cadence
 
 
 # Counter-based generators for the random numbers drawn inside the program. JAX's default,
@@ -60,7 +60,7 @@ RNG_IMPLS = ("philox4x32", "threefry2x32")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(UpdateBudget):
     """Static settings: they fix array shapes and the program's structure."""
 
     env: str = "Pendulum-v1"
@@ -84,16 +84,7 @@ class Config:
     memory_limit_mb: float = 0.0  # refuse runs whose buffers exceed this; 0: half the free memory
     rng_impl: str = "philox4x32"  # PRNG inside the program (the seed key is converted); see RNG_IMPLS
     fuse_passes: bool = False  # one actor and one online-critic matmul chain per step (same maths; slower on CPU)
-    progress_every: int = 0  # host callback cadence in updates; 0 picks about 100 per run
-
-    @property
-    def batch_size(self) -> int:
-        """Env steps per update (per seed)."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
+    progress_every: int = 0  # host callback cadence in updates; 0 picks about 20 per run
 
     @property
     def num_warmup_updates(self) -> int:
@@ -105,15 +96,8 @@ class Config:
         return self.grad_steps / self.batch_size
 
     def validate(self) -> None:
-        check_env_name(self.env)
-        for name in ("num_envs", "num_steps", "grad_steps", "total_timesteps", "buffer_size",
-                     "minibatch_size", "num_q", "num_eval_episodes"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.total_timesteps < self.batch_size:
-            raise ValueError(
-                f"total_timesteps={self.total_timesteps} is smaller than one update "
-                f"(num_envs x num_steps = {self.num_envs} x {self.num_steps} = {self.batch_size})")
+        self.check_budget(("grad_steps", "total_timesteps", "buffer_size", "minibatch_size", "num_q",
+                           "num_eval_episodes"))
         if self.buffer_size < self.minibatch_size:
             raise ValueError(f"buffer_size={self.buffer_size} is smaller than minibatch_size={self.minibatch_size}")
         if self.buffer_size < self.batch_size:
