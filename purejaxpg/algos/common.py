@@ -22,6 +22,7 @@ from flax import struct
 from .. import rollout
 from ..envs import VecEnv, check_env_name
 from ..networks import Actor, Critic
+from ..optim import clipped_adam
 
 
 class UpdateBudget:
@@ -130,11 +131,7 @@ class Context:
 def make_optimizer(hp: dict, total_grad_steps: int, anneal: bool):
     lr = hp["lr"]
     schedule = (lambda count: lr * (1.0 - count / total_grad_steps)) if anneal else (lambda count: lr)
-    return optax.chain(
-        optax.clip_by_global_norm(hp["max_grad_norm"]),
-        optax.scale_by_adam(eps=hp["adam_eps"]),
-        optax.scale_by_learning_rate(schedule),
-    )
+    return clipped_adam(schedule, hp["max_grad_norm"], hp["adam_eps"])
 
 
 def build_networks(config, venv: VecEnv):
