@@ -44,19 +44,25 @@ import numpy as np
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from .. import replay, rollout
+from .. import prng, replay, rollout
 from ..envs import RunningMeanStd, VecEnv
 from ..losses import (discrete_sac_actor_loss, discrete_soft_value, polyak_update, sac_actor_loss,
                       sac_critic_loss, soft_td_target, temperature_loss)
 from ..networks import ACTIVATIONS, CategoricalSACActor, EnsembleQ, SquashedGaussian, SquashedGaussianActor
+from ..optim import adam_direction
 from .common import UpdateBudget, progress_cadence
 
 
 # Counter-based generators for the random numbers drawn inside the program. JAX's default,
 # threefry2x32, is lowered on CPU as a rolled loop of many tiny kernels; Philox is emitted
 # unrolled and fuses into one kernel per draw, which matters when every env step and
-# gradient step draws (see benchmarks/NOTES.md). philox4x32 keeps 64-bit keys.
+# gradient step draws (see benchmarks/NOTES.md). "philox4x32" is purejaxpg.prng's
+# implementation, which (unlike jax.random's) compiles when partitioned over devices.
 RNG_IMPLS = ("philox4x32", "threefry2x32")
+
+
+def rng_impl(name: str):
+    return prng.impl() if name == "philox4x32" else name
 
 
 @dataclass(frozen=True)
@@ -163,13 +169,11 @@ def adam_init(flat_params) -> AdamState:
 
 def adam_update(state: AdamState, grad, eps, b1: float = 0.9, b2: float = 0.999):
     """Adam's bias-corrected step direction m_hat / (sqrt(v_hat) + eps) (to be scaled by the
-    learning rate and subtracted), as optax.scale_by_adam computes it."""
+    learning rate and subtracted), as optax.scale_by_adam computes it (see purejaxpg.optim)."""
     count = state.count + 1
     mu = b1 * state.mu + (1.0 - b1) * grad
     nu = b2 * state.nu + (1.0 - b2) * grad * grad
-    t = count.astype(grad.dtype)
-    step = (mu / (1.0 - b1**t)) / (jnp.sqrt(nu / (1.0 - b2**t)) + eps)
-    return step, AdamState(mu, nu, count)
+    return adam_direction(mu, nu, count, eps, b1, b2), AdamState(mu, nu, count)
 
 
 @struct.dataclass
@@ -365,7 +369,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
     nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
 
     def wrap(data):
-        return jax.random.wrap_key_data(data, impl=config.rng_impl)
+        return jax.random.wrap_key_data(data, impl=rng_impl(config.rng_impl))
 
     def chunk_setup(params, hparams):
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
@@ -378,7 +382,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
 
     def init(key, hparams):
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-        key = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl=config.rng_impl)
+        key = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl=rng_impl(config.rng_impl))
         k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
         dummy_obs = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
         if spec.discrete:

@@ -1,0 +1,103 @@
+"""A counter-based PRNG (the Philox-4x32-10 hash of Salmon et al., 2011) in plain uint32
+arithmetic, for the programs that draw at every step (SAC).
+
+Why not ``jax.random`` with ``impl="philox4x32"``: its hash multiplies with
+``lax.mulhi``, which lowers to ``chlo.mulhi``, and this jaxlib cannot convert that op for a
+program partitioned over several devices ("Unable to convert MHLO to StableHLO"), so a
+sweep sharded over devices would not compile. Here the high word of the 32x32-bit product
+is assembled from 16-bit halves, which every backend compiles, partitioned or not.
+Threefry (JAX's default) also works everywhere but on CPU is lowered as a rolled loop of
+many tiny kernels; this hash is unrolled and fuses with its consumers.
+
+Keys are ``uint32[2]``. ``split`` and ``fold_in`` hash the parent key with counters in
+separate domains (third word 1 and 2); ``random_bits`` hashes counters ``(i, 0, 0, 0)``,
+four words per counter.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+M0, M1 = np.uint32(0xD2511F53), np.uint32(0xCD9E8D57)  # round multipliers
+W0, W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # key schedule increments
+ROUNDS = 10
+_LO16 = np.uint32(0xFFFF)
+
+
+def mulhilo(m: np.uint32, x):
+    """(high, low) 32-bit words of the 64-bit product ``m * x`` (uint32 arrays)."""
+    m_hi, m_lo = np.uint32(m >> 16), np.uint32(m & 0xFFFF)
+    x_hi, x_lo = x >> 16, x & _LO16
+    t = m_lo * x_lo
+    u = m_hi * x_lo + (t >> 16)  # < 2**32: (2**16 - 1)**2 + 2**16 - 1
+    v = m_lo * x_hi + (u & _LO16)
+    return m_hi * x_hi + (u >> 16) + (v >> 16), m * x
+
+
+def philox4x32(key, counter):
+    """The Philox-4x32-10 hash: ``key`` (k0, k1), ``counter`` (x0, x1, x2, x3), uint32
+    arrays that broadcast together. Returns four uint32 words."""
+    k0, k1 = key
+    x0, x1, x2, x3 = counter
+    for r in range(ROUNDS):
+        if r:
+            k0, k1 = k0 + W0, k1 + W1
+        hi0, lo0 = mulhilo(M0, x0)
+        hi1, lo1 = mulhilo(M1, x2)
+        x0, x1, x2, x3 = hi1 ^ x1 ^ k0, lo1, hi0 ^ x3 ^ k1, lo0
+    return x0, x1, x2, x3
+
+
+def _u32(x):
+    return jnp.asarray(x).astype(jnp.uint32)
+
+
+def _hash_words(key, n: int, domain: int):
+    """``ceil(n / 4) * 4`` words of counters ``(i, 0, domain, 0)``, first ``n`` returned."""
+    i = jnp.arange(math.ceil(n / 4), dtype=jnp.uint32)
+    zero = jnp.zeros_like(i)
+    words = philox4x32((key[0], key[1]), (i, zero, zero + np.uint32(domain), zero))
+    return jnp.stack(words, axis=-1).reshape(-1)[:n]
+
+
+def _seed(seed):
+    s = jnp.asarray(seed)
+    hi = (s >> 32).astype(jnp.uint32) if s.dtype.itemsize == 8 else jnp.uint32(0)
+    return jnp.stack([hi, s.astype(jnp.uint32)])
+
+
+def _split(key, shape):
+    n = math.prod(shape)
+    return _hash_words(key, 2 * n, 1).reshape(tuple(shape) + (2,))
+
+
+def _fold_in(key, data):
+    x = jnp.stack(philox4x32((key[0], key[1]), (_u32(data), jnp.uint32(0), jnp.uint32(2), jnp.uint32(0))))
+    return x[:2]
+
+
+def _random_bits(key, bit_width, shape):
+    n = math.prod(shape)
+    if bit_width == 64:
+        w = _hash_words(key, 2 * n, 0).reshape(tuple(shape) + (2,)).astype(jnp.uint64)
+        return (w[..., 0] << 32) | w[..., 1]
+    dtype = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32}[bit_width]
+    w = _hash_words(key, n, 0).reshape(shape)
+    return (w >> (32 - bit_width)).astype(dtype) if bit_width < 32 else w
+
+
+_IMPL = None
+
+
+def impl():
+    """The PRNG implementation, for ``jax.random.wrap_key_data(data, impl=impl())``."""
+    global _IMPL
+    if _IMPL is None:
+        from jax.extend.random import define_prng_impl
+
+        _IMPL = define_prng_impl(key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits,
+                                 fold_in=_fold_in, name="purejaxpg_philox4x32", tag="pjp")
+    return _IMPL
