@@ -12,8 +12,14 @@ each (``plan_groups`` says how many).
 Seed ``s`` uses the same key in every configuration (common random numbers). The batch
 axis is sharded over all devices (``jax.sharding.Mesh`` over ``jax.devices()`` with a
 ``NamedSharding`` on axis ``"batch"``; padded to a multiple of the device count with
-copies of the last run, dropped afterwards). Each run's computation is independent of
-the others, so per-run results do not depend on the device count. With
+copies of the last run, dropped afterwards); each device runs the same program on its
+slice (``shard_map``). Each run's computation is independent of the others, but XLA's CPU
+code for a reduction depends on the batch size it is vmapped over, so a run's floats can
+change in the last bits with the number of runs per device. ``block=K`` vmaps K runs at a
+time (``blocked_vmap``): every device then runs the same K-wide program and results are
+bit-identical for any device count (tested on 1 and 4 CPU devices; the optimiser and the
+PRNG are written so that partitioning cannot change them either, see ``purejaxpg.optim``
+and ``purejaxpg.prng``). With
 ``jax.distributed.initialize()`` (``--distributed``) ``jax.devices()`` spans all
 processes and so does the batch axis.
 
@@ -275,7 +281,51 @@ def chunk_lengths(num_updates: int, chunks: int) -> list:
     return out
 
 
-def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=None):
+def blocked_vmap(f, in_axes, out_axes, block: int = 0):
+    """``jax.vmap(f, in_axes, out_axes)``, or with ``block`` > 0 the same map computed
+    ``block`` runs at a time: a ``lax.scan`` over blocks of a ``vmap`` of width ``block``.
+
+    ``in_axes``/``out_axes``: one entry per argument/output, each 0, None or a pytree of
+    0/None matching it. The batch must be a multiple of ``block``. Outputs with axis None
+    must be the same for every block (the last block's is returned).
+
+    XLA's CPU code for a reduction depends on the vmapped batch size (its loop order and
+    vectorisation are chosen from the shape), so a run's float results change in the last
+    bits with the number of runs one device holds. A fixed block makes the per-device
+    program the same whatever the device count."""
+    import jax
+
+    vf = jax.vmap(f, in_axes=in_axes, out_axes=out_axes)
+    if not block:
+        return vf
+    tu = jax.tree_util
+
+    def axis_tree(axes, tree):  # the axis of every leaf of ``tree`` (-1: unbatched); ``axes`` a prefix
+        return tu.tree_map(lambda a, x: tu.tree_map(lambda _: -1 if a is None else a, x), axes, tree,
+                           is_leaf=lambda a: a is None)
+
+    def g(*args):
+        leaves, treedef = tu.tree_flatten(args)
+        batched = [i for i, a in enumerate(treedef.flatten_up_to(axis_tree(tuple(in_axes), args))) if a == 0]
+        n = leaves[batched[0]].shape[0]
+        if n % block:
+            raise ValueError(f"a batch of {n} runs is not a multiple of block={block}")
+
+        def one_block(_, blk):
+            now = list(leaves)
+            for i, x in zip(batched, blk):
+                now[i] = x
+            return None, vf(*treedef.unflatten(now))
+
+        _, out = jax.lax.scan(one_block, None, [leaves[i].reshape((n // block, block) + leaves[i].shape[1:])
+                                                for i in batched])
+        return tu.tree_map(lambda a, x: x[-1] if a < 0 else x.reshape((n,) + x.shape[2:]),
+                           axis_tree(out_axes, out), out)
+
+    return g
+
+
+def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=None, block: int = 0):
     """Keys, hyperparameters, the sharded batch and the (uncompiled) programs of a group."""
     from types import SimpleNamespace
 
@@ -288,7 +338,7 @@ def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=
     B = C * S
     mesh = make_mesh()
     D = mesh.devices.size
-    Bp = math.ceil(B / D) * D
+    Bp = math.ceil(B / (D * max(1, block))) * D * max(1, block)
     pick = np.minimum(np.arange(Bp), B - 1)  # padding repeats the last run
     seed_keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), S))  # as experiment.run
     keys_host = np.tile(seed_keys, (C, 1))[pick]  # run b = c * S + s uses seed key s
@@ -315,19 +365,20 @@ def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=
     def sharded(f, in_specs, out_specs):
         return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
-    init_fn = jax.jit(sharded(jax.vmap(train.init, in_axes=(0, 0), out_axes=axes), (P("batch"), P("batch")), specs),
+    init_fn = jax.jit(sharded(blocked_vmap(train.init, (0, 0), axes, block), (P("batch"), P("batch")), specs),
                       out_shardings=carry_sh)
     donate = (0,) if jax.devices()[0].platform != "cpu" else ()
     chunk_fns = {}
 
     def chunk_fn(n):
         if n not in chunk_fns:
-            f = jax.vmap(lambda c, h, s: train.run_updates(c, h, s, n), in_axes=(axes, 0, None), out_axes=(axes, 0))
+            f = blocked_vmap(lambda c, h, s: train.run_updates(c, h, s, n), (axes, 0, None), (axes, 0), block)
             f = sharded(f, (specs, P("batch"), P()), (specs, P("batch")))
             chunk_fns[n] = jax.jit(f, out_shardings=(carry_sh, batch), donate_argnums=donate)
         return chunk_fns[n]
 
-    eval_fn = jax.jit(sharded(jax.vmap(train.evaluate, in_axes=(axes,)), (specs,), P("batch")), out_shardings=batch)
+    eval_fn = jax.jit(sharded(blocked_vmap(train.evaluate, (axes,), 0, block), (specs,), P("batch")),
+                      out_shardings=batch)
     abstract = jax.eval_shape(init_fn, keys, hps)  # shapes and shardings, nothing compiled
     start0 = jax.device_put(jnp.int32(0), repl)
     abstract_metrics = jax.eval_shape(chunk_fn(lengths[0]), abstract, hps, start0)[1]
@@ -338,7 +389,7 @@ def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=
 
 def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1,
               checkpoint_dir: Optional[str] = None, resume: bool = False, memory_limit_mb: float = 0.0,
-              stop_after: Optional[int] = None, log: Callable = print) -> dict:
+              stop_after: Optional[int] = None, log: Callable = print, block: int = 0) -> dict:
     """Train every configuration of ``group`` x ``num_seeds`` seeds as one sharded program.
 
     Returns {"metrics": {name: [C, S, U]}, "final_return": [C, S] (None if stopped early),
@@ -349,7 +400,7 @@ def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1
     import jax
     import jax.numpy as jnp
 
-    pr = _prepare(algo, group, num_seeds, seed, chunks)
+    pr = _prepare(algo, group, num_seeds, seed, chunks, block=block)
     config, C, S, B, D, Bp = pr.config, pr.C, pr.S, pr.B, pr.D, pr.Bp
     train, lengths, hps, abstract, abstract_metrics = pr.train, pr.lengths, pr.hps, pr.abstract, pr.abstract_metrics
     num_updates, start0, chunk_fn, eval_fn = train.num_updates, pr.start0, pr.chunk_fn, pr.eval_fn
@@ -439,12 +490,14 @@ def _untuple(d: dict) -> dict:
 def sweep(algo_name: str, out_dir: str, base: Optional[dict] = None, grid: Optional[dict] = None,
           ranges: Optional[dict] = None, samples: int = 0, num_seeds: int = 8, seed: int = 0,
           chunks: int = 1, preset: str = "auto", memory_limit_mb: float = 0.0, single: bool = False,
-          stop_after: Optional[int] = None, quiet: bool = False) -> dict:
+          stop_after: Optional[int] = None, quiet: bool = False, block: int = 0) -> dict:
     """Plan, validate, run every group, write the outputs. ``single``: one configuration
     written at ``out_dir`` itself (a plain chunked run) instead of one directory per
     configuration."""
     if int(num_seeds) <= 0:
         raise ValueError(f"num_seeds must be a positive integer, got {num_seeds}")
+    if int(block) < 0:
+        raise ValueError(f"block must be >= 0 (0: no blocks), got {block}")
     points = configurations(grid or {}, ranges or {}, samples, seed, algo_name)
     if single and len(points) != 1:
         raise ValueError("a single run takes no --grid or --range")
@@ -452,7 +505,7 @@ def sweep(algo_name: str, out_dir: str, base: Optional[dict] = None, grid: Optio
             "points": [_jsonable(p) for p in points], "num_seeds": int(num_seeds), "seed": int(seed),
             "chunks": int(chunks), "memory_limit_mb": float(memory_limit_mb), "single": bool(single),
             "grid": _jsonable(dict(grid or {})), "ranges": {k: list(v) for k, v in (ranges or {}).items()},
-            "samples": int(samples)}
+            "samples": int(samples), "block": int(block)}
     return _execute(spec, out_dir, resume=False, stop_after=stop_after, quiet=quiet)
 
 
@@ -493,7 +546,7 @@ def _execute(spec: dict, out_dir: str, resume: bool, stop_after: Optional[int], 
     for gi, g in enumerate(groups):
         ckpt = os.path.join(out_dir, "checkpoints", f"group{gi}")
         r = run_group(algo, g, spec["num_seeds"], spec["seed"], spec["chunks"], ckpt, resume,
-                      spec["memory_limit_mb"], stop_after, log)
+                      spec["memory_limit_mb"], stop_after, log, spec.get("block", 0))
         results.append((g, r))
         if r["final_return"] is None:
             return {"stopped": True, "groups": results}
@@ -614,7 +667,7 @@ def restore_latest(spec: dict, out_dir: str, group_index: int, config=None):
 
     algo, groups = load_plan(spec)
     g = groups[group_index]
-    pr = _prepare(algo, g, spec["num_seeds"], spec["seed"], spec["chunks"], config)
+    pr = _prepare(algo, g, spec["num_seeds"], spec["seed"], spec["chunks"], config, spec.get("block", 0))
     store = CheckpointStore(os.path.join(out_dir, "checkpoints", f"group{group_index}"))
     k = store.latest()
     if not k:

@@ -1,0 +1,96 @@
+"""The pieces that make results independent of the device count: the Philox hash in
+uint32 arithmetic, the clipped Adam written without divisions by broadcast scalars, and the
+blocked vmap (the device-count test itself is in test_sweep.py)."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from purejaxpg import prng
+from purejaxpg.optim import clipped_adam
+from purejaxpg.sweep import blocked_vmap
+
+
+def philox_reference(key, counter):
+    """Philox-4x32-10 with Python integers (exact 64-bit products)."""
+    k0, k1 = (int(k) for k in key)
+    x = [int(c) for c in counter]
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) % 2**32, (k1 + 0xBB67AE85) % 2**32
+        p0, p1 = 0xD2511F53 * x[0], 0xCD9E8D57 * x[2]
+        x = [(p1 >> 32) ^ x[1] ^ k0, p1 % 2**32, (p0 >> 32) ^ x[3] ^ k1, p0 % 2**32]
+    return x
+
+
+class PhiloxTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_known_answers_and_reference(self):
+        f = self.variant(lambda k, c: jnp.stack(prng.philox4x32(tuple(k), tuple(c))))
+        # Random123's published answers for Philox-4x32-10
+        for key, ctr, want in (((0, 0), (0, 0, 0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+                               ((0xA4093822, 0x299F31D0), (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+                                (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1))):
+            got = f(jnp.asarray(key, jnp.uint32), jnp.asarray(ctr, jnp.uint32))
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want, np.uint32))
+        rng = np.random.default_rng(0)
+        keys = rng.integers(0, 2**32, (50, 2), dtype=np.uint64).astype(np.uint32)
+        ctrs = rng.integers(0, 2**32, (50, 4), dtype=np.uint64).astype(np.uint32)
+        got = jax.vmap(f)(jnp.asarray(keys), jnp.asarray(ctrs))
+        chex.assert_shape(got, (50, 4))
+        want = np.asarray([philox_reference(k, c) for k, c in zip(keys, ctrs)], np.uint32)
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_prng_impl_draws():
+    key = jax.random.wrap_key_data(jnp.asarray([1, 2], jnp.uint32), impl=prng.impl())
+    u = np.asarray(jax.random.uniform(key, (200_000,)))
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    z = np.asarray(jax.jit(lambda k: jax.random.normal(k, (1000, 7)))(key))
+    assert z.shape == (1000, 7) and abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
+    children = jax.random.key_data(jax.random.split(key, 64))
+    folded = jax.random.key_data(jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(64)))
+    both = np.concatenate([np.asarray(children), np.asarray(folded)])
+    assert both.shape == (128, 2) and len({tuple(r) for r in both}) == 128  # all distinct
+    for width, dtype in ((8, np.uint8), (16, np.uint16), (32, np.uint32)):
+        b = prng._random_bits(jnp.asarray([3, 4], jnp.uint32), width, (5, 3))
+        assert b.dtype == dtype and b.shape == (5, 3)
+    a = jax.random.uniform(jax.random.fold_in(key, 7), (4,))
+    np.testing.assert_array_equal(a, jax.random.uniform(jax.random.fold_in(key, 7), (4,)))  # a function of the key
+
+
+def test_clipped_adam_matches_optax():
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.zeros(4)}
+    sched = lambda count: 0.01 * (1.0 - count / 20)
+    ours = clipped_adam(sched, 0.5, 1e-5)
+    ref = optax.chain(optax.clip_by_global_norm(0.5), optax.scale_by_adam(eps=1e-5), optax.scale_by_learning_rate(sched))
+    s1, s2 = ours.init(params), ref.init(params)
+    p1 = p2 = params
+    for i in range(6):  # large gradients (clipped) then small ones (not)
+        scale = 3.0 if i < 3 else 0.01
+        g = jax.tree.map(lambda p: scale * jnp.cos(p * (i + 1)) + 0.1, p1)
+        u1, s1 = ours.update(g, s1, p1)
+        u2, s2 = ref.update(g, s2, p2)
+        chex.assert_trees_all_close(u1, u2, rtol=2e-6, atol=1e-9)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u1)
+    assert int(s1.count) == 6
+
+
+def test_blocked_vmap_equals_vmap():
+    def f(x, shared, w):
+        return {"y": jnp.tanh(x @ w).sum(0) + shared, "n": shared * 2}
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 5, 3))
+    w = jax.random.normal(jax.random.PRNGKey(1), (6, 3, 2))
+    shared = jnp.float32(1.5)
+    in_axes, out_axes = (0, None, 0), {"y": 0, "n": None}
+    plain = jax.vmap(f, in_axes, out_axes)(x, shared, w)
+    for block in (1, 2, 3, 6):
+        got = jax.jit(blocked_vmap(f, in_axes, out_axes, block))(x, shared, w)
+        chex.assert_trees_all_equal_shapes(got, plain)
+        chex.assert_trees_all_close(got, plain, rtol=1e-6)
+        assert float(got["n"]) == 3.0
+    with pytest.raises(ValueError, match="not a multiple of block=4"):
+        blocked_vmap(f, in_axes, out_axes, 4)(x, shared, w)
