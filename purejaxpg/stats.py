@@ -15,9 +15,11 @@ import numpy as np
 def iqm(x, axis=None) -> np.ndarray:
     """Interquartile mean: the mean of the values between the 25th and 75th percentiles.
 
-    Uses the fractional-weight definition (as for scipy's trimmed mean with 25% cut each
-    side), so it is defined for any number of values; for n < 4 it is a weighted mean of
-    the middle values.
+    Uses the fractional-weight definition (the values straddling the quartiles count by the
+    fraction of them inside), so it is defined for any number of values; for n < 4 it is a
+    weighted mean of the middle values. This is NOT scipy's ``trim_mean(x, 0.25)`` / rliable's
+    IQM unless n is a multiple of 4 (they drop floor(n/4) values from each end); ``compare``
+    uses ``aggregate_iqm``, rliable's definition (tests/test_rliable.py).
     """
     x = np.asarray(x, dtype=np.float64)
     if axis is None:
