@@ -16,8 +16,8 @@ With the run's evaluation key the episode is the one ``train.evaluate`` plays wi
 ``num_eval_episodes=1``.
 
 Drawing is plain NumPy: every shape (rectangle, convex polygon, disk, thick segment,
-the region under a curve) is a boolean mask over the pixel centres, in world coordinates
-with equal scale on both axes. A small 3x5 digit font stamps the step number in the top
+the region under a curve) is a boolean mask over the pixel centres of its bounding box, in
+world coordinates with equal scale on both axes. A small 3x5 digit font stamps the step number in the top
 left corner, so no two frames are identical (Pillow would otherwise merge repeated
 frames). Frames are ``uint8 [height, width, 3]`` RGB arrays.
 
@@ -78,12 +78,24 @@ class Canvas:
         """(column, row) of the world point (x, y), as floats."""
         return (x - self.x0) / self.scale - 0.5, self.height - (y - self.y0) / self.scale - 0.5
 
-    def paint(self, mask: np.ndarray, color) -> None:
-        self.img[mask] = color
+    def window(self, xmin, xmax, ymin, ymax):
+        """Index of the pixels whose centres may lie in the world box (each shape tests only
+        the pixels of its bounding box)."""
+        c0 = int(np.floor((xmin - self.x0) / self.scale)) - 1
+        c1 = int(np.ceil((xmax - self.x0) / self.scale)) + 1
+        r0 = int(np.floor(self.height - (ymax - self.y0) / self.scale)) - 1
+        r1 = int(np.ceil(self.height - (ymin - self.y0) / self.scale)) + 1
+        return np.s_[max(0, r0):max(0, min(self.height, r1)), max(0, c0):max(0, min(self.width, c1))]
+
+    def paint(self, box, inside: Callable, color) -> None:
+        """Colour the pixels of ``box`` whose centres (X, Y) satisfy ``inside(X, Y)``."""
+        X, Y = self.X[box], self.Y[box]
+        if X.size:
+            self.img[box][inside(X, Y)] = color  # img[box] is a view
 
     def rect(self, x0, y0, x1, y1, color) -> None:
-        self.paint((self.X >= min(x0, x1)) & (self.X <= max(x0, x1)) &
-                   (self.Y >= min(y0, y1)) & (self.Y <= max(y0, y1)), color)
+        xa, xb, ya, yb = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        self.paint(self.window(xa, xb, ya, yb), lambda X, Y: (X >= xa) & (X <= xb) & (Y >= ya) & (Y <= yb), color)
 
     def polygon(self, points, color) -> None:
         """A convex polygon (vertices in either orientation)."""
@@ -91,23 +103,34 @@ class Canvas:
         area = np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])
         if area < 0:
             p = p[::-1]
-        mask = np.ones(self.X.shape, bool)
-        for (ax, ay), (bx, by) in zip(p, np.roll(p, -1, axis=0)):
-            mask &= (bx - ax) * (self.Y - ay) - (by - ay) * (self.X - ax) >= 0  # left of each edge
-        self.paint(mask, color)
+
+        def inside(X, Y):
+            mask = np.ones(X.shape, bool)
+            for (ax, ay), (bx, by) in zip(p, np.roll(p, -1, axis=0)):
+                mask &= (bx - ax) * (Y - ay) - (by - ay) * (X - ax) >= 0  # left of each edge
+            return mask
+
+        self.paint(self.window(p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()), inside, color)
 
     def disk(self, cx, cy, r, color) -> None:
-        self.paint((self.X - cx) ** 2 + (self.Y - cy) ** 2 <= r * r, color)
+        self.paint(self.window(cx - r, cx + r, cy - r, cy + r),
+                   lambda X, Y: (X - cx) ** 2 + (Y - cy) ** 2 <= r * r, color)
 
     def segment(self, ax, ay, bx, by, width, color) -> None:
         """A segment of the given world width with round ends."""
-        dx, dy = bx - ax, by - ay
-        t = np.clip(((self.X - ax) * dx + (self.Y - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
-        self.paint((self.X - ax - t * dx) ** 2 + (self.Y - ay - t * dy) ** 2 <= (width / 2) ** 2, color)
+        dx, dy, h = bx - ax, by - ay, width / 2
+
+        def inside(X, Y):
+            t = np.clip(((X - ax) * dx + (Y - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
+            return (X - ax - t * dx) ** 2 + (Y - ay - t * dy) ** 2 <= h * h
+
+        self.paint(self.window(min(ax, bx) - h, max(ax, bx) + h, min(ay, by) - h, max(ay, by) + h), inside, color)
 
     def under(self, f: Callable, xmin, xmax, color) -> None:
         """The region below the curve y = f(x) for xmin <= x <= xmax."""
-        self.paint((self.Y <= f(self.X)) & (self.X >= xmin) & (self.X <= xmax), color)
+        box = self.window(xmin, xmax, self.y0, self.y0 + self.height * self.scale)
+        # X is constant down each column: evaluate f once per column
+        self.paint(box, lambda X, Y: (Y <= f(X[:1])) & (X >= xmin) & (X <= xmax), color)
 
 
 # 3x5 bitmaps of the digits, one string of 15 bits (rows top to bottom) per digit.
