@@ -350,10 +350,10 @@ def check_run(out_dir: str, run=(0, 0)):
     with open(spec_path) as f:
         spec = json.load(f)
     _, groups = load_plan(spec)
-    check_renderable(groups[0].config.env)
     if len(run) != 2:
         raise ValueError(f"--gif-run expects CONFIG_INDEX,SEED, got {','.join(map(str, run))!r}")
     gi, c, name = _locate_run(spec, groups, *run)
+    check_renderable(groups[gi].config.env)  # (a sweep may span envs: the chosen run's)
     return spec, out_dir, groups, gi, c, name
 
 

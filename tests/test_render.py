@@ -186,6 +186,24 @@ def _write_spec(out, algo, base):
         json.dump(spec, f)
 
 
+def test_gif_run_picks_the_configuration_across_programs():
+    """Configuration indices follow run.json's points, also when a shape-changing field splits
+    the sweep into several programs."""
+    grid = {"hidden": [(8,), (16,)], "lr": [1e-3, 3e-3]}
+    points = sweep.configurations(grid, {}, 0, 0, "ppo")
+    spec = {"algo": "ppo", "preset": "none", "base": {"env": "CartPole-v1"}, "num_seeds": 3,
+            "points": [sweep._jsonable(p) for p in points]}
+    _, groups = sweep.load_plan(spec)
+    assert len(groups) == 2
+    for c, point in enumerate(points):
+        gi, k, name = render._locate_run(spec, groups, c, 2)
+        assert groups[gi].swept[k] == point and name == groups[gi].names[k] and name.startswith(f"c{c:03d}_")
+    with pytest.raises(ValueError, match="configuration 4 out of range"):
+        render._locate_run(spec, groups, 4, 0)
+    with pytest.raises(ValueError, match="seed 3 out of range"):
+        render._locate_run(spec, groups, 0, 3)
+
+
 def test_unsupported_env_is_refused_before_compiling(tmp_path, capsys):
     from purejaxpg.cli import main
 
