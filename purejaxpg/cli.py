@@ -6,7 +6,7 @@
                          [--num-seeds N] [--out DIR] [--memory-limit-mb M] [--distributed] [--FIELD VALUE ...]
     purejaxpg sweep --resume DIR         (also: purejaxpg train ALGO --chunks K ...; purejaxpg train --resume DIR)
     purejaxpg compare DIR... [--labels A,B,...] [--out DIR]
-    purejaxpg eval DIR [--episodes N]
+    purejaxpg eval DIR [--episodes N] [--greedy true|false] [--gif PATH [--gif-run C,S]]
     purejaxpg list
     purejaxpg lab [--mdp random|chain|frozenlake] [--states S] [--actions A] [--batch-sizes 4,16,64]
                   [--k K] [--seed S] [--lam L] [--out DIR]
@@ -255,13 +255,29 @@ def cmd_eval(argv) -> int:
     p.add_argument("dir", help="a directory made by `purejaxpg sweep` or `purejaxpg train --chunks K`")
     p.add_argument("--episodes", type=_int, default=None, help="episodes per seed (default: the run's num_eval_episodes)")
     p.add_argument("--greedy", type=_bool, default=None, help="evaluate the policy's mode (on-policy algorithms)")
+    p.add_argument("--gif", default=None, metavar="PATH",
+                   help="also write one episode as a GIF (classic-control envs: CartPole-v1, Pendulum-v1, "
+                        "Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0)")
+    p.add_argument("--gif-run", type=_ints, default=(0, 0), metavar="CONFIG_INDEX,SEED",
+                   help="whose policy the GIF shows: configuration index and seed (default 0,0)")
     args = p.parse_args(argv)
     from .evaluate import evaluate_dir
 
+    if args.gif:  # fail before compiling anything
+        from .render import check_run
+
+        check_run(args.dir, args.gif_run)
     for row in evaluate_dir(args.dir, args.episodes, args.greedy):
         per = ", ".join(f"{v:.1f}" for v in row["per_seed"])
         print(f"{row['name']}: mean {row['mean']:.2f}  iqm {row['iqm']:.2f}  ({row['episodes']} episodes x "
               f"{len(row['per_seed'])} seeds, after {row['updates']} updates)  per seed: {per}")
+    if args.gif:
+        from .render import render_run
+
+        r = render_run(args.dir, args.gif, args.gif_run, args.greedy)
+        ret = "n/a" if r["return"] is None else f"{r['return']:.1f}"
+        print(f"wrote {r['path']}: {r['env']}, {r['name']} seed {r['seed']}, {r['frames']} frames "
+              f"(episode return {ret})")
     return 0
 
 

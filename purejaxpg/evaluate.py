@@ -3,7 +3,8 @@
 Works on any directory made by ``purejaxpg sweep`` or ``purejaxpg train --chunks K``
 (finished or interrupted): the plan is rebuilt from ``run.json``, the last Orbax
 checkpoint of every program restored, and each run's policy plays ``episodes`` episodes
-(one in each of that many environments; the run's own evaluation key).
+(one in each of that many environments; the run's own evaluation key). ``--gif PATH``
+also draws one episode of one run (classic-control envs): ``purejaxpg.render``.
 """
 from __future__ import annotations
 

@@ -213,11 +213,16 @@ def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
         (state, key), metrics = jax.lax.scan(update_step, (state, key), start + jnp.arange(n))
         return (state, key, k_eval), metrics
 
+    def eval_policy(carry):
+        """``(policy_fn, params, obs_rms, key)``: how ``evaluate`` plays the policy in ``carry``
+        (also used by purejaxpg.render to record an episode the same way)."""
+        state, _, k_eval = carry
+        return (greedy_fn if config.eval_greedy else policy_fn), state.params, state.env.obs_rms, k_eval
+
     def evaluate(carry, key=None):
         """[num_eval_episodes] returns of the policy in ``carry`` (with its evaluation key)."""
-        state, _, k_eval = carry
-        act = greedy_fn if config.eval_greedy else policy_fn
-        return rollout.evaluate(eval_env, act, state.params, state.env.obs_rms, k_eval if key is None else key)
+        act, params, obs_rms, k_eval = eval_policy(carry)
+        return rollout.evaluate(eval_env, act, params, obs_rms, k_eval if key is None else key)
 
     def train(key, hparams):
         carry = init(key, hparams)
@@ -227,6 +232,7 @@ def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
     # The pieces of ``train`` for chunked runs with checkpoints (purejaxpg.sweep).
     train.init, train.run_updates, train.evaluate = init, run_updates, evaluate
     train.num_updates = num_updates
+    train.eval_policy = eval_policy
     return train
 
 

@@ -438,12 +438,17 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
         (state, key), metrics = scan_updates(step, state, wrap(key_data), start + jnp.arange(n))
         return (state, jax.random.key_data(key), k_eval), metrics
 
-    def evaluate(carry, key=None):
+    def eval_policy(carry):
+        """``(policy_fn, params, obs_rms, key)``: how ``evaluate`` plays the policy in ``carry``
+        (also used by purejaxpg.render to record an episode the same way)."""
         state, _, k_eval = carry
         act = greedy_policy if config.eval_deterministic else sample_policy
-        k = wrap(k_eval) if key is None else key
         # rollout.evaluate normalises observations itself with the frozen statistics
-        return rollout.evaluate(eval_env, act, (state.params["actor"], None), state.obs_rms, k)
+        return act, (state.params["actor"], None), state.obs_rms, wrap(k_eval)
+
+    def evaluate(carry, key=None):
+        act, params, obs_rms, k_eval = eval_policy(carry)
+        return rollout.evaluate(eval_env, act, params, obs_rms, k_eval if key is None else key)
 
     def train(key, hparams):
         state, k_train, k_eval = init(key, hparams)
@@ -465,4 +470,5 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
 
     train.init, train.run_updates, train.evaluate = init, run_updates, evaluate
     train.num_updates, train.carry_axes = num_updates, carry_axes
+    train.eval_policy = eval_policy
     return train
