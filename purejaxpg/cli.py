@@ -187,8 +187,9 @@ def cmd_sweep(argv, single: bool = False) -> int:
     parser.add_argument("--block", type=_int, default=0, metavar="K",
                         help="vmap K runs at a time on each device (a scan over blocks): results then do not "
                              "depend on the device count, bit for bit (default 0: all of a device's runs at once)")
-    parser.add_argument("--memory-limit-mb", type=float, default=0.0,
-                        help="refuse programs estimated above this per device (default: half the free memory)")
+    if "memory_limit_mb" not in settable:  # SAC's config has it (its buffers): one flag for both checks
+        parser.add_argument("--memory-limit-mb", type=float, default=0.0,
+                            help="refuse programs estimated above this per device (default: half the free memory)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first: the batch spans all processes")
     args = parser.parse_args(argv)
@@ -204,7 +205,7 @@ def cmd_sweep(argv, single: bool = False) -> int:
     out = args.out or f"runs/{'' if single else 'sweep-'}{args.algo}-{env}"
     result = sw.sweep(args.algo, out, base=overrides, grid=grid, ranges=ranges,
                       samples=0 if single else args.samples, num_seeds=args.num_seeds, seed=args.seed,
-                      chunks=args.chunks, preset=args.preset, memory_limit_mb=args.memory_limit_mb,
+                      chunks=args.chunks, preset=args.preset, memory_limit_mb=args.memory_limit_mb or 0.0,
                       single=single, quiet=args.quiet, block=args.block)
     return _report_sweep(result, out)
 

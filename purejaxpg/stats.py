@@ -13,14 +13,9 @@ import numpy as np
 
 
 def iqm(x, axis=None) -> np.ndarray:
-    """Interquartile mean: the mean of the values between the 25th and 75th percentiles.
-
-    Uses the fractional-weight definition (the values straddling the quartiles count by the
-    fraction of them inside), so it is defined for any number of values; for n < 4 it is a
-    weighted mean of the middle values. This is NOT scipy's ``trim_mean(x, 0.25)`` / rliable's
-    IQM unless n is a multiple of 4 (they drop floor(n/4) values from each end); ``compare``
-    uses ``aggregate_iqm``, rliable's definition (tests/test_rliable.py).
-    """
+    """Interquartile mean as rliable defines it (``scipy.stats.trim_mean(x, 0.25)``): sort,
+    drop ``floor(n / 4)`` values from each end, average the rest (all values for n < 4).
+    One definition for summary.json, sweep tables, tests and ``compare``."""
     x = np.asarray(x, dtype=np.float64)
     if axis is None:
         x, axis = x.reshape(-1), 0
@@ -28,10 +23,8 @@ def iqm(x, axis=None) -> np.ndarray:
     n = x.shape[-1]
     if n == 0:
         raise ValueError("iqm of an empty array")
-    # weight of each sorted value: the overlap of [i/n, (i+1)/n] with [0.25, 0.75]
-    edges = np.arange(n + 1) / n
-    w = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
-    return (x * w).sum(-1) / w.sum()
+    cut = n // 4
+    return x[..., cut:n - cut].mean(-1)
 
 
 def bootstrap_ci(x, statistic: Callable = np.mean, num_resamples: int = 2000,
@@ -102,15 +95,10 @@ def _runs_tasks(scores) -> np.ndarray:
 
 
 def aggregate_iqm(scores) -> np.ndarray:
-    """rliable's IQM: ``scipy.stats.trim_mean(scores, 0.25, axis=None)`` — sort all
-    [runs x tasks] scores, drop ``floor(0.25 n)`` from each end, average the rest. (Equal
-    to ``iqm`` when n is a multiple of 4.) Leading axes of a [..., runs, tasks] array are
-    kept (one value per resample)."""
+    """rliable's aggregate IQM: ``iqm`` of all [runs x tasks] scores pooled. Leading axes of a
+    [..., runs, tasks] array are kept (one value per resample)."""
     x = np.asarray(scores, dtype=np.float64)
-    flat = np.sort(x.reshape(x.shape[:-2] + (-1,)) if x.ndim >= 2 else x, axis=-1)
-    n = flat.shape[-1]
-    cut = int(0.25 * n)
-    return flat[..., cut:n - cut].mean(-1)
+    return iqm(x.reshape(x.shape[:-2] + (-1,)) if x.ndim >= 2 else x, axis=-1)
 
 
 def aggregate_mean(scores) -> np.ndarray:

@@ -8,11 +8,13 @@ def test_iqm_hand_checked():
     assert stats.iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)  # mean of 3,4,5,6
     assert stats.iqm(np.arange(16.0)) == pytest.approx(np.arange(4, 12).mean())
     assert stats.iqm([5.0]) == 5.0
+    assert stats.iqm([1.0, 2.0, 3.0, 4.0, 10.0]) == pytest.approx(3.0)  # floor(5/4) = 1 cut each end
+    assert stats.iqm([1.0, 2.0, 9.0]) == pytest.approx(4.0)  # n < 4: nothing cut
 
 
-def test_iqm_matches_numpy_loop_on_multiples_of_four():
+def test_iqm_matches_a_numpy_trim():
     rng = np.random.default_rng(0)
-    for n in (4, 8, 20):
+    for n in (3, 4, 5, 7, 8, 20):
         x = rng.normal(size=n)
         s = np.sort(x)
         assert stats.iqm(x) == pytest.approx(s[n // 4: n - n // 4].mean())

@@ -204,6 +204,8 @@ def test_cli_chunked_train_eval_and_errors(tmp_path, capsys):
                      (["sweep", "ppo", "--range", "lr=1e-3:1e-2"], "--samples"),
                      (["sweep", "ppo", "--chunks", "0"], "chunks must be"),
                      (["sweep", "--resume", str(tmp_path / "none")], "no run.json"),
-                     (["eval", str(tmp_path / "none")], "no run.json")):
+                     (["eval", str(tmp_path / "none")], "no run.json"),
+                     # SAC's own memory_limit_mb is the one flag (it once clashed with the sweep's)
+                     (["sweep", "sac", "--memory-limit-mb", "0.001"], "replay buffers need")):
         assert main(bad) == 2, bad
         assert msg in capsys.readouterr().err, bad
