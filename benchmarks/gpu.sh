@@ -9,6 +9,8 @@
 #   scaling-ppo   PPO env steps/s against seeds (up to 4096) and envs per seed (python -m benchmarks)
 #   scaling-rest  the same for REINFORCE and SAC
 #   acceptance    scripts/ppo_acceptance.py (all five runs, Breakout-MinAtar included)
+#   sac-acceptance  scripts/sac_acceptance.py (Pendulum and discrete CartPole, 16 seeds each)
+#   sweep         benchmarks/sweep_throughput.py: 3x3 grid x 8 seeds against one 8-seed run, and --block 8
 #   tests         the test suite on the GPU (PUREJAXPG_TEST_PLATFORM=cuda)
 # Results go to benchmarks/results/ and are copied to OUTDIR (default: $OUT or /tmp/gpu-out).
 set -uo pipefail
@@ -29,6 +31,10 @@ case "$stage" in
                   --no-baselines --out-dir "$out" 2>&1 | tee "$out/scaling-rest.log" ;;
   acceptance) python3 scripts/ppo_acceptance.py --only "${ONLY:-breakout,pendulum,acrobot,cartpole,cartpole-kl}" \
                 --json "$out/ppo_acceptance-gpu.json" --out /tmp/runs 2>&1 | tee "$out/acceptance.log" ;;
+  sac-acceptance) python3 scripts/sac_acceptance.py --json "$out/sac_acceptance-gpu.json" --out /tmp/runs \
+                    2>&1 | tee "$out/sac-acceptance.log" ;;
+  sweep) python3 benchmarks/sweep_throughput.py --block "${BLOCK:-8}" --out "$out/sweep_throughput-gpu.json" \
+           2>&1 | tee "$out/sweep.log" ;;
   tests) PUREJAXPG_TEST_PLATFORM=cuda python3 -m pytest -q -p no:cacheprovider 2>&1 | tee "$out/tests-gpu.log" ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

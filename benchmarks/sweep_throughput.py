@@ -59,16 +59,17 @@ def compile_single(algo, config, hparams, seeds):
     return info, run
 
 
-def compile_sweep(algo, group, seeds):
+def compile_sweep(algo, group, seeds, block=0):
     """The sweep's programs as ``sweep.run_group`` builds them (one chunk = the whole run):
-    init, the chunk program and the evaluation, each compiled once."""
+    init, the chunk program and the evaluation, each compiled once (``block``: runs vmapped
+    at a time per device, as ``--block``)."""
     c0 = _COMPILES[0]
     t0 = time.perf_counter()
-    pr = sweep._prepare(algo, group, seeds, 0, 1)
+    pr = sweep._prepare(algo, group, seeds, 0, 1, block=block)
     init = pr.init_fn.lower(pr.keys, pr.hps).compile()
     chunk = pr.chunk_fn(pr.lengths[0]).lower(pr.abstract, pr.hps, pr.start0).compile()
     evaluate = pr.eval_fn.lower(pr.abstract).compile()
-    info = {"runs": pr.B, "configurations": pr.C, "compile_seconds": time.perf_counter() - t0,
+    info = {"runs": pr.B, "configurations": pr.C, "block": block, "compile_seconds": time.perf_counter() - t0,
             "chunk_programs_compiled": 1, "backend_compilations": _COMPILES[0] - c0}
     steps = pr.Bp * group.config.num_updates * group.config.batch_size
 
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--total-timesteps", type=int, default=65_536, help="env steps per run")
     p.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each side (best is kept)")
+    p.add_argument("--block", type=int, default=0,
+                   help="also time the sweep with --block K (K runs vmapped at a time, bit-identical across device counts)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "sweep_throughput.json"))
     args = p.parse_args(argv)
@@ -102,35 +105,41 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     single_info, single_run = compile_single(algo, config, hparams, args.seeds)
     sweep_info, sweep_run = compile_sweep(algo, groups[0], args.seeds)
-    print(f"compiled: single {single_info['compile_seconds']:.1f} s, sweep {sweep_info['compile_seconds']:.1f} s",
+    sides = [("single 8-seed run", single_info, single_run, []), ("3x3 grid x 8 seeds sweep", sweep_info, sweep_run, [])]
+    if args.block:
+        info, run = compile_sweep(algo, groups[0], args.seeds, args.block)
+        sides.append((f"the sweep, --block {args.block}", info, run, []))
+    print("compiled: " + ", ".join(f"{name} {info['compile_seconds']:.1f} s" for name, info, _, _ in sides),
           flush=True)
-    singles, sweeps = [], []
-    for _ in range(max(1, args.repeats)):  # alternate, so both sides see the same machine
-        singles.append(single_run())
-        print(f"single: {singles[-1]['env_steps_per_second']:,.0f} env steps/s", flush=True)
-        sweeps.append(sweep_run())
-        print(f"sweep:  {sweeps[-1]['env_steps_per_second']:,.0f} env steps/s", flush=True)
+    for _ in range(max(1, args.repeats)):  # alternate, so every side sees the same machine
+        for name, _, run, rs in sides:
+            rs.append(run())
+            print(f"{name}: {rs[-1]['env_steps_per_second']:,.0f} env steps/s", flush=True)
     load_after = os.getloadavg()
-    best_single = max(singles, key=lambda r: r["env_steps_per_second"])
-    best_sweep = max(sweeps, key=lambda r: r["env_steps_per_second"])
-    ratio = best_sweep["env_steps_per_second"] / best_single["env_steps_per_second"]
+    best = [max(rs, key=lambda r: r["env_steps_per_second"])["env_steps_per_second"] for _, _, _, rs in sides]
+    singles, sweeps = sides[0][3], sides[1][3]
+    ratio = best[1] / best[0]
 
     print(f"PPO CartPole-v1, {config.num_envs} envs x {config.num_steps} steps, "
           f"{config.num_updates * config.batch_size} env steps per run, {jax.devices()[0].platform} "
           f"x{jax.device_count()}, load {load_before[0]:.2f} -> {load_after[0]:.2f}")
-    print(f"{'':28}{'runs':>6}{'compile s':>11}{'XLA compiles':>14}{'run s':>9}{'env steps/s':>14}")
-    for name, info, rs in (("single 8-seed run", single_info, singles), ("3x3 grid x 8 seeds sweep", sweep_info, sweeps)):
+    print(f"{'':30}{'runs':>6}{'compile s':>11}{'XLA compiles':>14}{'run s':>9}{'env steps/s':>14}")
+    for name, info, _, rs in sides:
         for r in rs:
-            print(f"{name:28}{info['runs']:>6}{info['compile_seconds']:>11.1f}{info['backend_compilations']:>14}"
+            print(f"{name:30}{info['runs']:>6}{info['compile_seconds']:>11.1f}{info['backend_compilations']:>14}"
                   f"{r['run_seconds']:>9.2f}{r['env_steps_per_second']:>14,.0f}")
     print(f"sweep / single env steps/s (best of {len(singles)} each): {ratio:.2f}; one chunk program for all "
           f"{sweep_info['runs']} runs")
+    if args.block:
+        print(f"sweep with --block {args.block} / sweep: {best[2] / best[1]:.2f}")
 
     result = {"setting": {"algo": "ppo", "env": config.env, "num_envs": config.num_envs,
                           "num_steps": config.num_steps, "env_steps_per_run": config.num_updates * config.batch_size,
                           "seeds": args.seeds, "grid": grid},
               "single": {**single_info, "runs_timed": singles}, "sweep": {**sweep_info, "runs_timed": sweeps},
               "ratio_sweep_over_single": ratio,
+              **({"sweep_blocked": {**sides[2][1], "runs_timed": sides[2][3]},
+                  "ratio_blocked_over_sweep": best[2] / best[1]} if args.block else {}),
               "load_average_before": load_before, "load_average_after": load_after,
               "xla_flags": os.environ.get("XLA_FLAGS", ""),
               "command": "python benchmarks/sweep_throughput.py " + " ".join(argv or sys.argv[1:]),
