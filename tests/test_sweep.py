@@ -172,7 +172,7 @@ def test_results_do_not_depend_on_the_device_count(tmp_path):
     results = []
     for n in (1, 4):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu",
-               "PYTHONPATH": ROOT}
+               "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
         path = tmp_path / f"d{n}.npz"
         algos = json.dumps([["ppo", TINY, {"lr": [1e-3, 3e-3]}], ["sac", SAC_TINY, {"critic_lr": [1e-3, 3e-3]}]])
         proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, str(tmp_path / f"run{n}_"), str(path), algos],
