@@ -248,10 +248,32 @@ def q_values(mdp: MDP, V: jax.Array) -> jax.Array:
     return (mdp.R + mdp.gamma * jnp.einsum("sat,t->sa", mdp.P, V * live)) * live[:, None]
 
 
+def _eliminate(A: jax.Array, b: jax.Array) -> jax.Array:
+    """x with A x = b ([S, S], [S]): Gauss-Jordan elimination with partial pivoting in
+    plain array ops. Not jnp.linalg.solve: LAPACK's batched LU under vmap runs on XLA's
+    CPU thread pool, where a batched LAPACK call (QR) was seen to deadlock on 2 cores."""
+    n = A.shape[0]
+    rows = jnp.arange(n)
+
+    def step(k, M):
+        p = jnp.argmax(jnp.where(rows >= k, jnp.abs(M[:, k]), -1.0))  # pivot row
+        M = M.at[jnp.stack([k, p])].set(M[jnp.stack([p, k])])
+        pivot = M[k] / M[k, k]
+        return (M - jnp.outer(M[:, k], pivot)).at[k].set(pivot)
+
+    return jax.lax.fori_loop(0, n, step, jnp.concatenate([A, b[:, None]], axis=1))[:, n]
+
+
+def solve(A: jax.Array, b: jax.Array) -> jax.Array:
+    """A^-1 b, differentiable in A and b (implicitly: one more solve with A^T)."""
+    return jax.lax.custom_linear_solve(lambda x: A @ x, b, solve=lambda _, r: _eliminate(A, r),
+                                       transpose_solve=lambda _, r: _eliminate(A.T, r))
+
+
 def evaluate(mdp: MDP, pi: jax.Array) -> jax.Array:
     """V^pi by one linear solve: (I - gamma P_pi) V = r_pi. [S]."""
     P_pi, r_pi = policy_matrices(mdp, pi)
-    return jnp.linalg.solve(jnp.eye(mdp.num_states, dtype=P_pi.dtype) - mdp.gamma * P_pi, r_pi)
+    return solve(jnp.eye(mdp.num_states, dtype=P_pi.dtype) - mdp.gamma * P_pi, r_pi)
 
 
 def _nan_history(max_iters: int, dtype):
@@ -362,7 +384,7 @@ def visitation(mdp: MDP, pi: jax.Array, discount=None) -> jax.Array:
     P_pi, _ = policy_matrices(mdp, pi)
     discount = mdp.gamma if discount is None else discount
     eye = jnp.eye(mdp.num_states, dtype=P_pi.dtype)
-    return jnp.linalg.solve((eye - discount * P_pi).T, mdp.d0 * _live(mdp))
+    return solve((eye - discount * P_pi).T, mdp.d0 * _live(mdp))
 
 
 def exact_J(mdp: MDP, theta: jax.Array) -> jax.Array:
