@@ -225,6 +225,10 @@ def _sweep_module():
 
 
 def _report_sweep(result, out) -> int:
+    import jax
+
+    if jax.process_index() != 0:  # a multi-process run: process 0 reports
+        return 0
     if result["stopped"]:
         print(f"stopped; continue with --resume {out}")
         return 0
