@@ -7,7 +7,8 @@
 2. every process restores that run's last checkpoint (its own shards) and the parameters
    are gathered;
 3. with ``--resume``: the same sweep again into WORKDIR/part, stopped after chunk 1 (as an
-   interruption would) and resumed from its checkpoint by all processes.
+   interruption would) and resumed from its checkpoint by all processes; and into
+   WORKDIR/part2, stopped after chunk 1 (the test resumes it in one process).
 
 Process 0 writes WORKDIR/result.npz: the final parameters restored in 2., those of the
 resumed run in 3., and the process/device counts.
@@ -64,9 +65,10 @@ def stop_and_resume(work):
     part = os.path.join(work, "part")
     base = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 256, "hidden": (16,),
             "update_epochs": 1, "num_minibatches": 2, "num_eval_episodes": 2}
-    stopped = sweep.sweep("ppo", part, base=base, grid={"lr": [1e-3, 3e-3]}, num_seeds=3, chunks=2, quiet=True,
-                          stop_after=1)
-    assert stopped["stopped"]
+    for out in (part, os.path.join(work, "part2")):  # part2 is resumed by the test, in one process
+        stopped = sweep.sweep("ppo", out, base=base, grid={"lr": [1e-3, 3e-3]}, num_seeds=3, chunks=2,
+                              quiet=True, stop_after=1)
+        assert stopped["stopped"]
     resumed = sweep.resume(part, quiet=True)
     (_, r), = resumed["groups"]
     assert r["resumed_from_chunk"] == 1 and r["chunks_done"] == 2

@@ -111,6 +111,8 @@ def _two_processes_match_one(tmp_path, resume: bool, optimize: bool):
         # the 2-process checkpoint (8 runs: 6 and 2 of padding) evaluated here, on this
         # process's devices (a batch of 6 runs on 1 device)
         rows = None if resume else evaluate_dir(str(tmp_path / "full"))
+        # a 2-process run stopped after chunk 1, resumed here (8 runs -> 6)
+        part2 = sweep.resume(str(tmp_path / "part2"), quiet=True) if resume else None
     finally:
         jax.config.update("jax_disable_most_optimizations", was)
         for p in procs:  # left running only if this process failed
@@ -136,8 +138,13 @@ def _two_processes_match_one(tmp_path, resume: bool, optimize: bool):
             np.testing.assert_array_equal(row["per_seed"], b["final_return"], err_msg=f"{name}: eval")
         if resume:
             c = np.load(tmp_path / "part" / name / "metrics.npz")
+            d = np.load(tmp_path / "part2" / name / "metrics.npz")
             for k in b.files:
                 np.testing.assert_array_equal(b[k], c[k], err_msg=f"{name}/{k}: resumed != uninterrupted")
+                if k in EXACT:
+                    np.testing.assert_array_equal(a[k], d[k], err_msg=f"{name}/{k}: resumed in 1 process")
+                else:
+                    np.testing.assert_allclose(a[k], d[k], rtol=1e-5, atol=1e-6, err_msg=f"{name}/{k}")
     for i, ref in enumerate(ref_params):
         np.testing.assert_allclose(ref, res[f"restored{i}"], rtol=1e-5, atol=1e-6)
         if resume:
@@ -169,5 +176,7 @@ def test_two_processes_match_one_process(tmp_path):
 def test_two_processes_stop_and_resume(tmp_path):
     """As above, and the 2 processes run the sweep again, stopped after chunk 1 and resumed
     from its checkpoint: metrics and parameters bit-identical to the uninterrupted
-    2-process run. XLA's optimisations on, as in real runs."""
+    2-process run. A second stopped 2-process run is resumed in this one process: the same
+    results as the 1-process run (env-side exactly, float state to float32 rounding).
+    XLA's optimisations on, as in real runs."""
     _two_processes_match_one(tmp_path, resume=True, optimize=True)
