@@ -13,8 +13,8 @@ Where the processes find each other:
   variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``; a flag
   wins over its variable). Process ``I`` of ``N``; process 0 runs the coordinator service
   on ``PORT``, so ``HOST`` is process 0's address, reachable from every process.
-- none of them: ``jax.distributed.initialize()`` detects a managed cluster itself (SLURM,
-  Open MPI, Cloud TPU, Kubernetes, ...).
+- any of them left out: ``jax.distributed.initialize`` detects it on a managed cluster
+  (SLURM, Open MPI, Cloud TPU, Kubernetes, ...).
 
 On CPU, cross-process collectives go through Gloo (``jax_cpu_collectives_implementation``;
 already JAX's default, set explicitly unless the user chose another through the
@@ -45,33 +45,33 @@ def add_arguments(parser) -> None:
 
 def settings(coordinator: Optional[str] = None, num_processes: Optional[int] = None,
              process_id: Optional[int] = None, environ=None) -> dict:
-    """The keyword arguments for ``jax.distributed.initialize``: the flags, else the
-    environment; {} for auto-detection. One-line ValueError on an incomplete or bad set."""
+    """The keyword arguments for ``jax.distributed.initialize``: each of the three from its
+    flag, else its environment variable, else left out (JAX then detects it on a managed
+    cluster). One-line ValueError on a malformed value."""
     environ = os.environ if environ is None else environ
     given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
     for name, var in ENV.items():
         if given[name] is None and environ.get(var, "").strip():
             given[name] = environ[var].strip()
-    if all(v is None for v in given.values()):
-        return {}
-    missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
-    if missing:
-        raise ValueError(f"a distributed run needs --coordinator, --num-processes and --process-id together "
-                         f"(or {', '.join(ENV.values())}); missing {', '.join(missing)}")
-    addr = str(given["coordinator"])
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--coordinator expects HOST:PORT, got {addr!r}")
-    try:
-        n, i = int(given["num_processes"]), int(given["process_id"])
-    except ValueError:
-        raise ValueError(f"--num-processes and --process-id must be integers, got "
-                         f"{given['num_processes']!r} and {given['process_id']!r}") from None
-    if n < 1:
-        raise ValueError(f"--num-processes must be at least 1, got {n}")
-    if not 0 <= i < n:
-        raise ValueError(f"--process-id must be in 0..{n - 1}, got {i}")
-    return {"coordinator_address": addr, "num_processes": n, "process_id": i}
+    out = {}
+    if given["coordinator"] is not None:
+        addr = str(given["coordinator"])
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--coordinator expects HOST:PORT, got {addr!r}")
+        out["coordinator_address"] = addr
+    for name in ("num_processes", "process_id"):
+        if given[name] is not None:
+            try:
+                out[name] = int(given[name])
+            except ValueError:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer, got {given[name]!r}") from None
+    if out.get("num_processes", 1) < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {out['num_processes']}")
+    if "process_id" in out and not 0 <= out["process_id"] < out.get("num_processes", out["process_id"] + 1):
+        valid = f"in 0..{out['num_processes'] - 1}" if "num_processes" in out else "at least 0"
+        raise ValueError(f"--process-id must be {valid}, got {out['process_id']}")
+    return out
 
 
 def wanted(args) -> bool:
@@ -90,5 +90,9 @@ def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] =
     if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
         # cross-process collectives of the CPU backend (a no-op for accelerator backends)
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(**kwargs)
+    try:
+        jax.distributed.initialize(**kwargs)
+    except ValueError as e:  # e.g. a setting neither given nor detected
+        raise ValueError(f"jax.distributed.initialize: {e} (give --coordinator HOST:PORT --num-processes N "
+                         f"--process-id I, or run under a cluster manager JAX detects)") from None
     return kwargs

@@ -26,19 +26,21 @@ def test_settings_from_flags_and_environment():
     env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
     assert distributed.settings(environ=env) == want
     assert distributed.settings(process_id=0, environ=env)["process_id"] == 0  # a flag wins
-    for args, match in ((("h:1", 2, None), "missing --process-id"), (("h", 2, 0), "HOST:PORT"),
-                        (("h:1", 2, 2), r"0\.\.1"), (("h:1", 0, 0), "at least 1")):
+    # what is left out, jax.distributed.initialize detects on a managed cluster
+    assert distributed.settings("h:1", environ={}) == {"coordinator_address": "h:1"}
+    for args, match in ((("h", 2, 0), "HOST:PORT"), (("h:1", 2, 2), r"0\.\.1"), (("h:1", 0, 0), "at least 1"),
+                        (("h:1", "two", 0), "integer"), (("h:1", None, -1), "at least 0")):
         with pytest.raises(ValueError, match=match):
             distributed.settings(*args, environ={})
 
 
-def test_cli_rejects_an_incomplete_coordinator_setting(capsys, monkeypatch):
+def test_cli_rejects_a_bad_coordinator_setting(capsys, monkeypatch):
     from purejaxpg.cli import main
 
     for var in distributed.ENV.values():
         monkeypatch.delenv(var, raising=False)
-    assert main(["sweep", "ppo", "--coordinator", "127.0.0.1:1234", "--num-processes", "2"]) == 2
-    assert "missing --process-id" in capsys.readouterr().err
+    assert main(["sweep", "ppo", "--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"]) == 2
+    assert "--process-id must be in 0..1" in capsys.readouterr().err
     assert main(["train", "ppo", "--coordinator", "127.0.0.1", "--num-processes", "2", "--process-id", "0"]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
 
