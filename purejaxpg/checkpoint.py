@@ -28,6 +28,13 @@ def _flat(tree) -> dict:
     return {f"leaf_{i:05d}": x for i, x in enumerate(jax.tree_util.tree_leaves(tree))}
 
 
+def _rows(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` with ``n`` rows (runs): cut, or padded with copies of its last row."""
+    if x.shape[0] >= n:
+        return x[:n]
+    return np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], 0)])
+
+
 class CheckpointStore:
     """``save(step, carry, metrics)`` / ``restore(step, abstract_carry, metric_names, ...)``
     under ``directory`` (keeps the last ``max_to_keep`` steps)."""
@@ -59,9 +66,12 @@ class CheckpointStore:
         leaves, treedef = jax.tree_util.tree_flatten(abstract_carry)
         target = {"carry": _flat(leaves),
                   "metrics": {k: np.zeros(s, d) for k, (s, d) in metric_shapes.items()}}
-        out = self._mgr.restore(int(step), args=self._ocp.args.StandardRestore(target))
+        # strict=False: the batch axis (runs padded to a multiple of the device count) may
+        # be longer or shorter than the target's on another device count; the real runs
+        # come first, so truncating drops padding and padding adds runs that are dropped
+        out = self._mgr.restore(int(step), args=self._ocp.args.StandardRestore(target, strict=False))
         carry = jax.tree_util.tree_unflatten(treedef, [out["carry"][k] for k in sorted(out["carry"])])
-        return carry, {k: np.asarray(v) for k, v in out["metrics"].items()}
+        return carry, {k: _rows(np.asarray(v), metric_shapes[k][0][0]) for k, v in out["metrics"].items()}
 
     def close(self) -> None:
         self._mgr.wait_until_finished()

@@ -3,7 +3,8 @@
     purejaxpg train ALGO [--env ENV] [--num-seeds N] [--total-timesteps T] [--out DIR]
                          [--seed S] [--preset auto|none|ALGO/ENV] [--quiet] [--FIELD VALUE ...]
     purejaxpg sweep ALGO [--grid NAME=V1,V2,...]... [--range NAME=LO:HI[:log] ... --samples K] [--chunks K]
-                         [--num-seeds N] [--out DIR] [--memory-limit-mb M] [--distributed] [--FIELD VALUE ...]
+                         [--num-seeds N] [--out DIR] [--memory-limit-mb M] [--FIELD VALUE ...]
+                         [--distributed | --coordinator HOST:PORT --num-processes N --process-id I]
     purejaxpg sweep --resume DIR         (also: purejaxpg train ALGO --chunks K ...; purejaxpg train --resume DIR)
     purejaxpg compare DIR... [--labels A,B,...] [--out DIR]
     purejaxpg eval DIR [--episodes N] [--greedy true|false] [--gif PATH [--gif-run C,S]]
@@ -164,7 +165,9 @@ def cmd_sweep(argv, single: bool = False) -> int:
         p = _Parser(prog=f"purejaxpg {name}", description="Continue a chunked run from its last checkpoint.")
         p.add_argument("--resume", required=True, metavar="DIR")
         p.add_argument("--quiet", action="store_true")
+        _distributed().add_arguments(p)
         args = p.parse_args(argv)
+        _maybe_initialize(args)
         return _report_sweep(_sweep_module().resume(args.resume, quiet=args.quiet), args.resume)
     head = argv[0] if argv and not argv[0].startswith("-") else None
     if head is not None:
@@ -190,13 +193,9 @@ def cmd_sweep(argv, single: bool = False) -> int:
     if "memory_limit_mb" not in settable:  # SAC's config has it (its buffers): one flag for both checks
         parser.add_argument("--memory-limit-mb", type=float, default=0.0,
                             help="refuse programs estimated above this per device (default: half the free memory)")
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() first: the batch spans all processes")
+    _distributed().add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
+    _maybe_initialize(args)
     sw = _sweep_module()
     overrides = {k: getattr(args, k) for k in settable if getattr(args, k) is not None}
     grid = {} if single else sw.parse_grid(args.grid, args.algo)
@@ -210,6 +209,19 @@ def cmd_sweep(argv, single: bool = False) -> int:
     return _report_sweep(result, out)
 
 
+def _distributed():
+    from . import distributed
+
+    return distributed
+
+
+def _maybe_initialize(args) -> None:
+    """``--distributed`` / ``--coordinator ...``: join the other processes (purejaxpg.distributed)."""
+    d = _distributed()
+    if d.wanted(args):
+        d.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _sweep_module():
     from . import sweep
 
@@ -217,6 +229,10 @@ def _sweep_module():
 
 
 def _report_sweep(result, out) -> int:
+    import jax
+
+    if jax.process_index() != 0:  # a multi-process run: process 0 reports
+        return 0
     if result["stopped"]:
         print(f"stopped; continue with --resume {out}")
         return 0
@@ -293,7 +309,8 @@ def main(argv=None) -> int:
         if cmd == "list":
             cmd_list()
             return 0
-        if cmd == "sweep" or (cmd == "train" and any(a.split("=")[0] in ("--chunks", "--resume") for a in rest)):
+        chunked = ("--chunks", "--resume", "--distributed", "--coordinator", "--num-processes", "--process-id")
+        if cmd == "sweep" or (cmd == "train" and any(a.split("=")[0] in chunked for a in rest)):
             return cmd_sweep(rest, single=cmd == "train")
         if cmd == "train":
             return cmd_train(rest)

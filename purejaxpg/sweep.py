@@ -251,6 +251,22 @@ def _to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _shared_limit_mb(limit_mb: float) -> float:
+    """The memory limit every process applies: with several processes and no explicit
+    limit, half the smallest free memory among them, so that all take the same decision
+    (one refusing alone would leave the others waiting in a collective)."""
+    import jax
+
+    if (limit_mb and limit_mb > 0) or jax.process_count() == 1:
+        return limit_mb
+    from jax.experimental import multihost_utils
+
+    from .replay import available_memory_bytes
+
+    free_mb = multihost_utils.process_allgather(np.float32(available_memory_bytes() / 2**20))
+    return 0.5 * float(np.min(free_mb))
+
+
 def _global(x: np.ndarray, sharding):
     """A global array sharded like ``sharding`` from a host array every process holds."""
     import jax
@@ -405,7 +421,7 @@ def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1
     train, lengths, hps, abstract, abstract_metrics = pr.train, pr.lengths, pr.hps, pr.abstract, pr.abstract_metrics
     num_updates, start0, chunk_fn, eval_fn = train.num_updates, pr.start0, pr.chunk_fn, pr.eval_fn
     memory = estimate_memory(abstract, abstract_metrics, D)  # from shapes only, before compiling
-    check_memory(memory, Bp, D, memory_limit_mb)
+    check_memory(memory, Bp, D, _shared_limit_mb(memory_limit_mb))
 
     store = None
     done_chunks, metrics = 0, {}
@@ -530,6 +546,7 @@ def load_plan(spec: dict):
 def _execute(spec: dict, out_dir: str, resume: bool, stop_after: Optional[int], quiet: bool) -> dict:
     import jax
 
+    quiet = quiet or jax.process_index() != 0  # several processes: process 0 reports
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, flush=True))
     algo, groups = load_plan(spec)
     for g in groups:  # fail before writing anything
