@@ -90,7 +90,7 @@ def test_blocked_vmap_equals_vmap():
     for block in (1, 2, 3, 6):
         got = jax.jit(blocked_vmap(f, in_axes, out_axes, block))(x, shared, w)
         chex.assert_trees_all_equal_shapes(got, plain)
-        chex.assert_trees_all_close(got, plain, rtol=1e-6)
+        chex.assert_trees_all_close(got, plain, rtol=1e-5)  # the same maths; sums may be ordered differently
         assert float(got["n"]) == 3.0
     with pytest.raises(ValueError, match="not a multiple of block=4"):
         blocked_vmap(f, in_axes, out_axes, 4)(x, shared, w)

@@ -150,9 +150,12 @@ def _two_processes_match_one(tmp_path, resume: bool, optimize: bool):
 
 
 NEEDS_GLOO = pytest.mark.skipif(not _gloo_available(), reason="this jaxlib has no Gloo CPU collectives")
+# The worker processes run on CPU devices; the 1-process reference runs in this process.
+ON_CPU = pytest.mark.skipif(jax.default_backend() != "cpu", reason="compares CPU processes with this process's CPU run")
 
 
 @NEEDS_GLOO
+@ON_CPU
 def test_two_processes_match_one_process(tmp_path):
     """2 configurations x 3 seeds in 2 checkpointed chunks (``purejaxpg sweep --coordinator
     ...``), as 2 processes with 2 CPU devices each (4 devices: the 6 runs padded to 8, each
@@ -171,6 +174,7 @@ def test_two_processes_match_one_process(tmp_path):
 
 @pytest.mark.slow
 @NEEDS_GLOO
+@ON_CPU
 def test_two_processes_stop_and_resume(tmp_path):
     """As above, and the 2 processes run the sweep again, stopped after chunk 1 and resumed
     from its checkpoint: metrics and parameters bit-identical to the uninterrupted
