@@ -71,7 +71,7 @@ def compile_sweep(algo, group, seeds, block=0):
     evaluate = pr.eval_fn.lower(pr.abstract).compile()
     info = {"runs": pr.B, "configurations": pr.C, "block": block, "compile_seconds": time.perf_counter() - t0,
             "chunk_programs_compiled": 1, "backend_compilations": _COMPILES[0] - c0}
-    steps = pr.Bp * group.config.num_updates * group.config.batch_size
+    steps = pr.B * group.config.num_updates * group.config.batch_size  # real runs, not padding
 
     def run():
         t0 = time.perf_counter()

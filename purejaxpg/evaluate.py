@@ -17,6 +17,15 @@ import numpy as np
 from . import stats
 
 
+def with_eval_mode(config, greedy: bool | None):
+    """``config`` evaluating the policy's mode (``greedy=True``) or sampling (False); None:
+    unchanged. The field is ``eval_greedy`` (on-policy algorithms) or ``eval_deterministic`` (SAC)."""
+    if greedy is None:
+        return config
+    field = "eval_greedy" if hasattr(config, "eval_greedy") else "eval_deterministic"
+    return dataclasses.replace(config, **{field: bool(greedy)})
+
+
 def evaluate_dir(out_dir: str, episodes: int | None = None, greedy: bool | None = None) -> list:
     """One row per configuration: {"name", "per_seed" (mean return per seed), "mean", "iqm",
     "episodes", "updates"}."""
@@ -32,13 +41,9 @@ def evaluate_dir(out_dir: str, episodes: int | None = None, greedy: bool | None 
     _, groups = load_plan(spec)
     rows = []
     for gi, g in enumerate(groups):
-        changes = {}
+        config = with_eval_mode(g.config, greedy)
         if episodes is not None:
-            changes["num_eval_episodes"] = int(episodes)
-        if greedy is not None:
-            field = "eval_greedy" if hasattr(g.config, "eval_greedy") else "eval_deterministic"
-            changes[field] = bool(greedy)
-        config = dataclasses.replace(g.config, **changes) if changes else None
+            config = dataclasses.replace(config, num_eval_episodes=int(episodes))
         g, pr, carry, k = restore_latest(spec, out_dir, gi, config)
         returns = _to_host(pr.eval_fn(carry))[:pr.B].reshape(pr.C, pr.S, -1)
         for c, name in enumerate(g.names):

@@ -35,7 +35,6 @@ Drawing conventions (from each environment's dynamics):
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -290,7 +289,7 @@ def record_episode(venv, policy_fn, params, obs_rms, key):
     ``episode_returns[t]`` the return of an episode that ended at step t. Pure; jit-able."""
     import jax
 
-    from .rollout import _norm
+    from .rollout import policy_step
 
     if venv.num_envs != 1:
         raise ValueError(f"record_episode needs a VecEnv of one environment, got {venv.num_envs}")
@@ -299,11 +298,8 @@ def record_episode(venv, policy_fn, params, obs_rms, key):
 
     def step(carry, _):
         obs, state, k = carry
-        k, k_act, k_env = jax.random.split(k, 3)
-        action, _ = policy_fn(params, _norm(obs_rms, obs), k_act)
-        next_obs, next_state, reward, term, trunc, info = venv.step(k_env, state, action)
-        out = (jax.tree_util.tree_map(lambda a: a[0], state.env_state), reward[0], (term | trunc)[0],
-               info["episode_return"][0])
+        k, next_obs, next_state, reward, done, info = policy_step(venv, policy_fn, params, obs_rms, obs, state, k)
+        out = (jax.tree_util.tree_map(lambda a: a[0], state.env_state), reward[0], done[0], info["episode_return"][0])
         return (next_obs, next_state, k), out
 
     _, out = jax.lax.scan(step, (obs, state, k_loop), None, length=venv.max_episode_steps)
@@ -361,15 +357,13 @@ def _render_group(spec, out_dir, groups, gi, c, name, s, path, greedy, width, he
     import jax
 
     from .envs import VecEnv
-    from .sweep import restore_latest
+    from .evaluate import with_eval_mode
+    from .sweep import carry_axes, restore_latest
 
-    config = groups[gi].config
-    if greedy is not None:
-        field = "eval_greedy" if hasattr(config, "eval_greedy") else "eval_deterministic"
-        config = dataclasses.replace(config, **{field: bool(greedy)})
+    config = with_eval_mode(groups[gi].config, greedy)
     _, pr, carry, k = restore_latest(spec, out_dir, gi, config)
     b = c * pr.S + s  # run b of the batch (see sweep._prepare)
-    axes = pr.train.carry_axes(carry) if hasattr(pr.train, "carry_axes") else jax.tree_util.tree_map(lambda _: 0, carry)
+    axes = carry_axes(pr.train, carry)
     one = jax.tree_util.tree_map(lambda a, x: x if a is None else x[b], axes, carry, is_leaf=lambda a: a is None)
     venv = VecEnv(config.env, 1)
     record = jax.jit(lambda carry1: record_episode(venv, *pr.train.eval_policy(carry1)))

@@ -120,6 +120,16 @@ def episode_metrics(traj: Transition) -> dict:
     }
 
 
+def policy_step(venv: VecEnv, policy_fn: PolicyFn, params, obs_rms, obs, state, key):
+    """One evaluation step: act on ``obs`` normalised with the frozen statistics, step the
+    envs. ``key`` splits into (next key, action key, env key). Returns (next key, obs, state,
+    reward, done (terminated or truncated), info). Shared by ``evaluate`` and purejaxpg.render."""
+    key, k_act, k_env = jax.random.split(key, 3)
+    action, _ = policy_fn(params, _norm(obs_rms, obs), k_act)
+    obs, state, reward, term, trunc, info = venv.step(k_env, state, action)
+    return key, obs, state, reward, term | trunc, info
+
+
 def evaluate(venv: VecEnv, policy_fn: PolicyFn, params, obs_rms, key) -> jax.Array:
     """Return of the first episode of each of ``venv.num_envs`` environments under the policy,
     with frozen normalisation statistics. Stops as soon as every environment has finished
@@ -134,9 +144,7 @@ def evaluate(venv: VecEnv, policy_fn: PolicyFn, params, obs_rms, key) -> jax.Arr
 
     def body(c):
         obs, state, k, finished, returns, t = c
-        k, k_act, k_env = jax.random.split(k, 3)
-        action, _ = policy_fn(params, _norm(obs_rms, obs), k_act)
-        obs, state, _, _, _, info = venv.step(k_env, state, action)
+        k, obs, state, _, _, info = policy_step(venv, policy_fn, params, obs_rms, obs, state, k)
         newly = info["returned_episode"] & ~finished
         returns = jnp.where(newly, info["episode_return"], returns)
         return obs, state, k, finished | newly, returns, t + 1

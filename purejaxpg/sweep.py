@@ -276,6 +276,14 @@ def _global(x: np.ndarray, sharding):
 
 # ---- running one group -------------------------------------------------------------
 
+def carry_axes(train, carry):
+    """vmap axes of a chunked run's carry: the algorithm's own (SAC keeps its buffer's write
+    position unbatched), else 0 for every leaf."""
+    import jax
+
+    return train.carry_axes(carry) if hasattr(train, "carry_axes") else jax.tree_util.tree_map(lambda _: 0, carry)
+
+
 def _make_train(algo, config, num_runs: int):
     params = inspect.signature(algo.make_train).parameters
     if "num_seeds" in params:  # SAC checks its replay buffers' memory for the whole batch
@@ -370,7 +378,7 @@ def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=
 
     one = jax.eval_shape(train.init, jax.ShapeDtypeStruct(keys_host.shape[1:], keys_host.dtype),
                          {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hp_host})
-    axes = train.carry_axes(one) if hasattr(train, "carry_axes") else jax.tree_util.tree_map(lambda _: 0, one)
+    axes = carry_axes(train, one)
     carry_sh = jax.tree_util.tree_map(lambda a: repl if a is None else batch, axes, is_leaf=lambda a: a is None)
 
     # Every device runs the single-device program on its slice of the batch (shard_map):
@@ -480,7 +488,7 @@ def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1
         final = _to_host(compiled_eval(carry)).mean(-1)[:B].reshape(C, S)
         eval_s = time.perf_counter() - t
     updates_run = sum(lengths[first_chunk:done_chunks])  # in this process (a resumed run: the rest)
-    steps = Bp * updates_run * config.batch_size
+    steps = B * updates_run * config.batch_size  # the real runs' env steps (padding is wasted work)
     return {"updates_run": updates_run, "resumed_from_chunk": first_chunk, "metrics": metrics,
             "final_return": final, "carry": carry, "train": train,
             "compile_seconds": compile_s, "run_seconds": run_s, "eval_seconds": eval_s, "checkpoint_seconds": ckpt_s,

@@ -382,7 +382,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
 
     def init(key, hparams):
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-        key = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl=rng_impl(config.rng_impl))
+        key = wrap(jax.random.bits(key, (2,), jnp.uint32))
         k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
         dummy_obs = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
         if spec.discrete:
