@@ -25,7 +25,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
 
 MODES = {
     # seeds per algorithm, envs-per-seed values for PPO (1 seed), baseline env steps
@@ -89,9 +89,10 @@ def main(argv=None) -> int:
 
     import jax
 
+    from purejaxpg.engine.experiment import versions
+
     from benchmarks import baselines as bl
     from benchmarks.scaling import format_rows, measure
-    from purejaxpg.experiment import versions
 
     mode = MODES[args.mode]
     algos = [a for a in args.algos.split(",") if a]

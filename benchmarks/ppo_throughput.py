@@ -20,7 +20,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
 
 # PureJaxRL ppo.py at the same configuration on a 2-core CPU (issue 3): env steps/s, all seeds.
 REFERENCE_CPU = {1: 72_000, 8: 94_000, 64: 100_000}
@@ -35,8 +35,9 @@ def main(argv=None) -> int:
 
     import jax
 
+    from purejaxpg.engine.experiment import versions
+
     from benchmarks.scaling import measure
-    from purejaxpg.experiment import versions
 
     platform = jax.devices()[0].platform
     load_before = os.getloadavg()

@@ -48,12 +48,18 @@ def _timeit(fn, *args, n=50):
 def components(seeds: int) -> dict:
     import jax
 
-    from benchmarks.scaling import SETTINGS
-    from purejaxpg import rollout
     from purejaxpg.algos import ppo
-    from purejaxpg.algos.common import Context, TrainState, build_networks, make_optimizer
+    from purejaxpg.algos.common import (
+        Context,
+        TrainState,
+        build_networks,
+        make_optimizer,
+    )
+    from purejaxpg.core import rollout
+    from purejaxpg.engine.experiment import build
     from purejaxpg.envs import VecEnv
-    from purejaxpg.experiment import build
+
+    from benchmarks.scaling import SETTINGS
 
     _, config, hp = build("ppo", SETTINGS["ppo"], preset="none")
     hp = {k: jax.numpy.float32(v) for k, v in hp.items()}
@@ -108,10 +114,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     args = p.parse_args(argv)
-    import purejaxpg  # noqa: F401
     import jax
 
-    from purejaxpg.experiment import versions
+    import purejaxpg  # noqa: F401
+    from purejaxpg.engine.experiment import versions
 
     load = os.getloadavg()
     comp = components(args.seeds)

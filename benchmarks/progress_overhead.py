@@ -27,11 +27,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: E402,F401
-
-from purejaxpg.algos.common import progress_cadence  # noqa: E402
-from purejaxpg.experiment import build, versions  # noqa: E402
-from purejaxpg.progress import ProgressBar  # noqa: E402
+import purejaxpg  # noqa: F401
+from purejaxpg.algos.common import progress_cadence
+from purejaxpg.engine.experiment import build, versions
+from purejaxpg.engine.progress import ProgressBar
 
 CASES = {  # CartPole-v1 defaults; A2C has the most (and cheapest) updates per env step
     "a2c": {"total_timesteps": 250_000},

@@ -27,15 +27,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from purejaxpg import stats  # noqa: E402
-from purejaxpg.algos import sac  # noqa: E402
-from purejaxpg.experiment import versions  # noqa: E402
-from purejaxpg.presets import resolve  # noqa: E402
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.algos import sac
+from purejaxpg.algos.presets import resolve
+from purejaxpg.analysis import stats
+from purejaxpg.engine.experiment import versions
 
 REFERENCE = {"name": "rejax (same machine, issue 4)", "run_seconds": 115.0, "compile_seconds": 19.0,
              "env_steps_per_second": 690.0, "final_return_mean": -153.0}

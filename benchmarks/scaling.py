@@ -46,8 +46,8 @@ def measure(algo_name: str, num_seeds: int, overrides: dict | None = None, repea
     ``num_seeds`` seeds in one program."""
     import jax
 
-    from purejaxpg import stats
-    from purejaxpg.experiment import build
+    from purejaxpg.analysis import stats
+    from purejaxpg.engine.experiment import build
 
     setting = {**SETTINGS[algo_name], **(overrides or {})}
     algo, config, hparams = build(algo_name, setting, preset="none")

@@ -2,7 +2,7 @@
 
 PPO on CartPole-v1 with the default PPO config (4 envs x 128 steps per update, 4 epochs x
 4 minibatches): a 3 x 3 grid (lr in {1e-4, 3e-4, 1e-3} x clip_eps in {0.1, 0.2, 0.3})
-x 8 seeds = 72 runs as ``purejaxpg.sweep`` builds them (one compiled chunk program),
+x 8 seeds = 72 runs as ``purejaxpg.engine.sweep`` builds them (one compiled chunk program),
 against the plain 8-seed run of ``experiment.run`` (``jit(vmap(train, (0, None)))``) of
 the same config. Both are timed without compilation and with the final evaluation
 included; env steps/s counts the env steps of all runs.
@@ -23,13 +23,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from purejaxpg import sweep  # noqa: E402
-from purejaxpg.experiment import build, versions  # noqa: E402
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.engine import sweep
+from purejaxpg.engine.experiment import build, versions
 
 _COMPILES = [0]
 

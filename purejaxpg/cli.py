@@ -79,7 +79,7 @@ def _train_parser(algo_name: str | None):
                    help="tuned settings: auto (the env's preset, if any), none, or ALGO/ENV (default auto)")
     if algo_name is None:
         return p, {}
-    from .algos import get_algo
+    from purejaxpg.algos import get_algo
 
     algo = get_algo(algo_name)
     config = algo.Config()
@@ -93,12 +93,12 @@ def _train_parser(algo_name: str | None):
 
 
 def cmd_list() -> None:
-    from .algos import algo_names
-    from .envs import env_names
+    from purejaxpg.algos import algo_names
+    from purejaxpg.envs import env_names
 
     print("algorithms:   " + ", ".join(algo_names()))
     print("environments: " + ", ".join(env_names()))
-    from .presets import preset_names
+    from purejaxpg.algos.presets import preset_names
 
     print("presets:      " + (", ".join(preset_names()) or "(none)"))
 
@@ -106,14 +106,14 @@ def cmd_list() -> None:
 def cmd_train(argv) -> int:
     head = argv[0] if argv and not argv[0].startswith("-") else None
     if head is not None:
-        from .algos import algo_names
+        from purejaxpg.algos import algo_names
 
         if head not in algo_names():
             raise ValueError(f"unknown algorithm {head!r}; valid names: {', '.join(algo_names())}")
     parser, settable = _train_parser(head)
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in settable if getattr(args, k) is not None}
-    from .experiment import build, run
+    from purejaxpg.engine.experiment import build, run
 
     _, config, _ = build(args.algo, overrides, args.preset)  # fail fast on bad values
     out = args.out or f"runs/{args.algo}-{config.env}"
@@ -143,7 +143,7 @@ def cmd_lab(argv) -> int:
     p.add_argument("--lam", type=float, default=0.95, help="GAE lambda (default 0.95)")
     p.add_argument("--out", default=None, help="output directory (default runs/lab-MDP)")
     args = p.parse_args(argv)
-    from .lab import MDPS, format_table, run_lab, write_outputs
+    from purejaxpg.lab import MDPS, format_table, run_lab, write_outputs
 
     if args.mdp not in MDPS:
         raise ValueError(f"unknown MDP {args.mdp!r}; valid: {', '.join(MDPS)}")
@@ -155,10 +155,10 @@ def cmd_lab(argv) -> int:
     return 0
 
 
-# ---- sweeps, chunked runs, comparison, evaluation (purejaxpg.sweep / .compare) ----------
+# ---- sweeps, chunked runs, comparison, evaluation (purejaxpg.engine.sweep / .compare) ----------
 
 def cmd_sweep(argv, single: bool = False) -> int:
-    """``purejaxpg sweep``: configurations x seeds in one program per shape (purejaxpg.sweep).
+    """``purejaxpg sweep``: configurations x seeds in one program per shape (purejaxpg.engine.sweep).
     Also ``purejaxpg train ... --chunks K`` and ``purejaxpg train --resume DIR`` (single=True)."""
     name = "train" if single else "sweep"
     if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
@@ -171,7 +171,7 @@ def cmd_sweep(argv, single: bool = False) -> int:
         return _report_sweep(_sweep_module().resume(args.resume, quiet=args.quiet), args.resume)
     head = argv[0] if argv and not argv[0].startswith("-") else None
     if head is not None:
-        from .algos import algo_names
+        from purejaxpg.algos import algo_names
 
         if head not in algo_names():
             raise ValueError(f"unknown algorithm {head!r}; valid names: {', '.join(algo_names())}")
@@ -210,20 +210,20 @@ def cmd_sweep(argv, single: bool = False) -> int:
 
 
 def _distributed():
-    from . import distributed
+    from purejaxpg.engine import distributed
 
     return distributed
 
 
 def _maybe_initialize(args) -> None:
-    """``--distributed`` / ``--coordinator ...``: join the other processes (purejaxpg.distributed)."""
+    """``--distributed`` / ``--coordinator ...``: join the other processes (purejaxpg.engine.distributed)."""
     d = _distributed()
     if d.wanted(args):
         d.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 def _sweep_module():
-    from . import sweep
+    from purejaxpg.engine import sweep
 
     return sweep
 
@@ -258,7 +258,7 @@ def cmd_compare(argv) -> int:
     p.add_argument("--seed", type=_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default="runs/compare", help="where compare.json and the plots go (default runs/compare)")
     args = p.parse_args(argv)
-    from .compare import format_report, run
+    from purejaxpg.analysis.compare import format_report, run
 
     labels = args.labels.split(",") if args.labels else None
     result = run(args.dirs, labels, args.out, args.reps, args.seed)
@@ -278,10 +278,10 @@ def cmd_eval(argv) -> int:
     p.add_argument("--gif-run", type=_ints, default=(0, 0), metavar="CONFIG_INDEX,SEED",
                    help="whose policy the GIF shows: configuration index and seed (default 0,0)")
     args = p.parse_args(argv)
-    from .evaluate import evaluate_dir
+    from purejaxpg.analysis.evaluate import evaluate_dir
 
     if args.gif:  # fail before compiling anything
-        from .render import check_run
+        from purejaxpg.analysis.render import check_run
 
         check_run(args.dir, args.gif_run)
     for row in evaluate_dir(args.dir, args.episodes, args.greedy):
@@ -289,7 +289,7 @@ def cmd_eval(argv) -> int:
         print(f"{row['name']}: mean {row['mean']:.2f}  iqm {row['iqm']:.2f}  ({row['episodes']} episodes x "
               f"{len(row['per_seed'])} seeds, after {row['updates']} updates)  per seed: {per}")
     if args.gif:
-        from .render import render_run
+        from purejaxpg.analysis.render import render_run
 
         r = render_run(args.dir, args.gif, args.gif_run, args.greedy)
         ret = "n/a" if r["return"] is None else f"{r['return']:.1f}"

@@ -8,7 +8,7 @@ within 1e6 env steps per seed:
   learns, IQM >= 150.
 
 Every run goes through the same path as ``purejaxpg train`` (``experiment.run``: presets of
-``purejaxpg.presets`` first, then the overrides below), so it also checks that path. The
+``purejaxpg.algos.presets`` first, then the overrides below), so it also checks that path. The
 final return of a seed is the mean over 16 evaluation episodes of its final (sampling)
 policy; IQM, mean and their 95% percentile-bootstrap CIs are across seeds.
 
@@ -30,10 +30,9 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
-
-from purejaxpg import stats  # noqa: E402
-from purejaxpg.experiment import build, run, versions  # noqa: E402
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.analysis import stats
+from purejaxpg.engine.experiment import build, run, versions
 
 BUDGET = 1_000_000
 RUNS = {

@@ -1,5 +1,5 @@
 """Issue 3's learning acceptance runs for PPO, each 16 seeds in one compiled program, with
-the presets of ``purejaxpg.presets`` (the same path as ``purejaxpg train ppo``):
+the presets of ``purejaxpg.algos.presets`` (the same path as ``purejaxpg train ppo``):
 
 * CartPole-v1, ``ppo`` and ``ppo-kl``: final-return IQM >= 475 within 5e5 env steps per seed;
 * Acrobot-v1: IQM >= -100 within 5e5;
@@ -24,9 +24,8 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
-
-from purejaxpg.experiment import build, run  # noqa: E402
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.engine.experiment import build, run
 
 RUNS = {
     "cartpole": ("ppo", "CartPole-v1", 500_000, 475.0),

@@ -4,7 +4,7 @@
   per seed;
 * CartPole-v1 (discrete SAC): final-return IQM >= 400 within 2e5 env steps per seed.
 
-Both use the presets of ``purejaxpg.presets`` (``PRESETS["sac"]``) through the same path as
+Both use the presets of ``purejaxpg.algos.presets`` (``PRESETS["sac"]``) through the same path as
 ``purejaxpg train sac``, so they also check that path. The final return of a seed is the mean
 over 16 evaluation episodes of its final policy (deterministic: tanh(mean) / argmax).
 
@@ -24,10 +24,9 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
-
-from purejaxpg.algos import sac  # noqa: E402
-from purejaxpg.experiment import build, run  # noqa: E402
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.algos import sac
+from purejaxpg.engine.experiment import build, run
 
 RUNS = {
     "pendulum": {"env": "Pendulum-v1", "budget": 20_000, "threshold": -200.0},

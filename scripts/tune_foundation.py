@@ -1,5 +1,5 @@
 """The small sweeps behind REINFORCE's and A2C's CartPole defaults (see their ``Config`` /
-``default_hparams`` and ``purejaxpg.presets``).
+``default_hparams`` and ``purejaxpg.algos.presets``).
 
 One static config per call; a grid of traced hyperparameters x seeds is one compiled
 program (``vmap(vmap(train, seeds), grid)``). Prints, per grid point, the final-return IQM
@@ -21,12 +21,11 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: E402,F401
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from purejaxpg import stats  # noqa: E402
-from purejaxpg.experiment import build  # noqa: E402
+import purejaxpg  # noqa: F401
+from purejaxpg.analysis import stats
+from purejaxpg.engine.experiment import build
 
 
 def _value(text):

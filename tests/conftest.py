@@ -6,4 +6,4 @@ import os
 _platform = os.environ.get("PUREJAXPG_TEST_PLATFORM", "cpu")
 os.environ.setdefault("JAX_PLATFORMS", _platform if _platform == "cpu" else f"{_platform},cpu")
 
-import purejaxpg  # noqa: E402,F401  (sets XLA flags before JAX's backend starts)
+import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)

@@ -36,11 +36,11 @@ def main():
     rc = cli(["sweep", *ARGS, "--out", full, "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
               "--process-id", str(pid)])
     assert rc == 0, f"purejaxpg sweep exited with {rc}"
-    import jax
-
     import json
 
-    from purejaxpg import sweep
+    import jax
+
+    from purejaxpg.engine import sweep
 
     assert jax.process_count() == n, jax.process_count()
 
@@ -60,7 +60,7 @@ def main():
 def stop_and_resume(work):
     import jax
 
-    from purejaxpg import sweep
+    from purejaxpg.engine import sweep
 
     part = os.path.join(work, "part")
     base = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 256, "hidden": (16,),

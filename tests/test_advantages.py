@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg import advantages as adv
+from purejaxpg.core import advantages as adv
 
 import reference as ref
 

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from purejaxpg import cli, experiment
+from purejaxpg import cli
+from purejaxpg.engine import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,12 +113,12 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
 
 def test_tabular_envs_need_no_prior_import():
     # a fresh interpreter: the Tabular-* environments are registered on first use of the env
-    # registry, so the CLI accepts them without anyone importing purejaxpg.tabular first
+    # registry, so the CLI accepts them without anyone importing purejaxpg.envs.tabular first
     code = (
         "import sys\n"
         "from purejaxpg import cli\n"
-        "from purejaxpg.experiment import build\n"
-        "assert 'purejaxpg.tabular' not in sys.modules\n"
+        "from purejaxpg.engine.experiment import build\n"
+        "assert 'purejaxpg.envs.tabular' not in sys.modules\n"
         "_, config, _ = build('reinforce', {'env': 'Tabular-Random', 'boundary': 'drop', 'baseline': 'none'})\n"
         "from purejaxpg.envs import VecEnv\n"
         "venv = VecEnv('Tabular-FrozenLake', 2)\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from purejaxpg import stats
+from purejaxpg.analysis import stats
 from purejaxpg.cli import main
 
 

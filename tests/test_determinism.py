@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from purejaxpg import prng
-from purejaxpg.optim import clipped_adam
-from purejaxpg.sweep import blocked_vmap
+from purejaxpg.core import prng
+from purejaxpg.core.optim import clipped_adam
+from purejaxpg.engine.sweep import blocked_vmap
 
 
 def philox_reference(key, counter):

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxpg import distributed, sweep
-from purejaxpg.evaluate import evaluate_dir
+from purejaxpg.analysis.evaluate import evaluate_dir
+from purejaxpg.engine import distributed, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg.envs import RunningMeanStd, VecEnv, env_names, make_env, rescale_action
+from purejaxpg.core.normalize import RunningMeanStd
+from purejaxpg.envs import VecEnv, env_names, make_env, rescale_action
 
 
 def test_every_offline_env_resets_and_steps():

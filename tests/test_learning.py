@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxpg import stats
 from purejaxpg.algos import get_algo
+from purejaxpg.analysis import stats
 
 
 def _final_returns(name, seeds=8, seed=0, **fields):

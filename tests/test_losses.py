@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxpg import losses
+from purejaxpg.core import losses
 
 variants = chex.variants(with_jit=True, without_jit=True)
 

@@ -1,11 +1,11 @@
-"""The LAPACK-free orthogonal initialiser of ``purejaxpg.networks``."""
+"""The LAPACK-free orthogonal initialiser of ``purejaxpg.core.networks``."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg.networks import Actor, Critic, orthogonal
+from purejaxpg.core.networks import Actor, Critic, orthogonal
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (64, 1), (1, 8), (3, 3, 4, 16)])

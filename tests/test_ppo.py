@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg import losses, stats
 from purejaxpg.algos import get_algo, ppo
-from purejaxpg.envs import RunningMeanStd
-from purejaxpg.experiment import build
-from purejaxpg.networks import Actor
+from purejaxpg.analysis import stats
+from purejaxpg.core import losses
+from purejaxpg.core.networks import Actor
+from purejaxpg.core.normalize import RunningMeanStd
+from purejaxpg.engine.experiment import build
 
 variants = chex.variants(with_jit=True, without_jit=True)
 
@@ -138,7 +139,7 @@ def test_continuous_ppo_runs_with_normalisation_and_reward_scaling():
 
 
 def test_mlp_torso_flattens_image_observations():
-    from purejaxpg.networks import Critic
+    from purejaxpg.core.networks import Critic
 
     obs = jnp.ones((3, 10, 10, 4))
     critic = Critic((8,), "relu", "mlp")

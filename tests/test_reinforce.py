@@ -5,11 +5,11 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from purejaxpg import rollout
 from purejaxpg.algos import reinforce
 from purejaxpg.algos.common import build_networks
+from purejaxpg.core import rollout
+from purejaxpg.core.losses import reinforce_loss
 from purejaxpg.envs import VecEnv
-from purejaxpg.losses import reinforce_loss
 
 
 def _traj(rewards, terminated, episode_step):

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg import render, sweep
+from purejaxpg.analysis import render
+from purejaxpg.engine import sweep
 from purejaxpg.envs import VecEnv, make_env
 
 TINY_PPO = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 256, "hidden": (8,),
@@ -21,7 +22,13 @@ TINY_PPO = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timeste
 
 def _state(env_name, **fields):
     """A gymnax env state with the given fields (the others 0) and the env's default params."""
-    from gymnax.environments.classic_control import acrobot, cartpole, continuous_mountain_car, mountain_car, pendulum
+    from gymnax.environments.classic_control import (
+        acrobot,
+        cartpole,
+        continuous_mountain_car,
+        mountain_car,
+        pendulum,
+    )
 
     module = {"CartPole-v1": cartpole, "Pendulum-v1": pendulum, "Acrobot-v1": acrobot, "MountainCar-v0": mountain_car,
               "MountainCarContinuous-v0": continuous_mountain_car}[env_name]
@@ -66,7 +73,7 @@ def test_cartpole_geometry():
     # theta > 0 leans right, theta < 0 left
     right = render.cartpole_frame(*_state("CartPole-v1", x=0.0, theta=0.3))
     left = render.cartpole_frame(*_state("CartPole-v1", x=0.0, theta=-0.3))
-    top = lambda img: _pixels(img, render.POLE)[1][np.argmin(_pixels(img, render.POLE)[0])]  # noqa: E731
+    top = lambda img: _pixels(img, render.POLE)[1][np.argmin(_pixels(img, render.POLE)[0])]
     assert top(right) > cols[1] + 10 and top(left) < cols[1] - 10
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg import replay
+from purejaxpg.core import replay
 
 variants = chex.variants(with_jit=True, without_jit=True)
 

@@ -1,4 +1,4 @@
-"""Cross-check of ``purejaxpg compare``'s statistics (``purejaxpg.stats``) against rliable itself.
+"""Cross-check of ``purejaxpg compare``'s statistics (``purejaxpg.analysis.stats``) against rliable itself.
 
 rliable is not a dependency: these tests are skipped unless it is importable. rliable 1.2.0
 pins ``arch<8``, and arch 7.2 fails to import under pandas 3 (``deprecate_kwarg`` changed),
@@ -22,10 +22,13 @@ pytest.importorskip("rliable")
 try:
     from rliable import library as rly
     from rliable import metrics as rlm
-except Exception as e:  # noqa: BLE001 -- e.g. arch 7 under pandas 3 raises TypeError on import
+except Exception as e:
     pytest.skip(f"rliable is installed but does not import here: {e!r}", allow_module_level=True)
 
-from purejaxpg import compare, stats  # noqa: E402
+from purejaxpg.analysis import (
+    compare,
+    stats,
+)
 
 REPS = 20000
 TOL = 0.03  # of the interval width; see the module docstring

@@ -10,10 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg import losses, stats
 from purejaxpg.algos import get_algo, sac
+from purejaxpg.analysis import stats
+from purejaxpg.core import losses
+from purejaxpg.core.networks import (
+    EnsembleQ,
+    SquashedGaussian,
+    SquashedGaussianActor,
+    dense,
+    tanh_log_det_jacobian,
+)
 from purejaxpg.envs import VecEnv
-from purejaxpg.networks import EnsembleQ, SquashedGaussian, SquashedGaussianActor, dense, tanh_log_det_jacobian
+
 from reference import endless_env_name
 
 variants = chex.variants(with_jit=True, without_jit=True)
@@ -167,7 +175,7 @@ class SacLossesTest(chex.TestCase):
         np.testing.assert_allclose(jax.grad(losses.temperature_loss)(jnp.log(0.5), 1.2, -1.0), 2.2, rtol=1e-6)
 
     def test_temperature_moves_towards_the_target_entropy(self):
-        step = lambda la, h: la - 0.1 * jax.grad(losses.temperature_loss)(la, h, -1.0)  # noqa: E731
+        step = lambda la, h: la - 0.1 * jax.grad(losses.temperature_loss)(la, h, -1.0)
         assert step(0.0, -3.0) > 0.0  # entropy below target: alpha grows
         assert step(0.0, 1.0) < 0.0  # above: alpha shrinks
         assert jax.grad(losses.temperature_loss, argnums=1)(0.3, 1.0, -1.0) == 0.0  # entropy is a constant
@@ -285,8 +293,8 @@ def test_sac_learns_pendulum_few_seeds():
 def test_presets_are_valid_and_within_the_acceptance_budgets():
     """Every SAC preset builds (config and hyperparameters validate, no compile); the
     acceptance presets stay inside issue 4's env-step budgets."""
-    from purejaxpg.experiment import build
-    from purejaxpg.presets import PRESETS
+    from purejaxpg.algos.presets import PRESETS
+    from purejaxpg.engine.experiment import build
 
     assert set(PRESETS["sac"]) >= {"Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1"}
     budgets = {"Pendulum-v1": 20_000, "CartPole-v1": 200_000}

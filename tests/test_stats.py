@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from purejaxpg import stats
+from purejaxpg.analysis import stats
 
 
 def test_iqm_hand_checked():

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxpg import sweep
+from purejaxpg.engine import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 512, "hidden": (16,),
@@ -90,7 +90,7 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, algo, base):
     ends inside the second chunk)."""
     full = sweep.sweep(algo, str(tmp_path / "full"), base=base, num_seeds=2, chunks=4, single=True, quiet=True)
     if algo == "ppo":
-        from purejaxpg.checkpoint import CheckpointStore
+        from purejaxpg.engine.checkpoint import CheckpointStore
 
         save = CheckpointStore.save
 
@@ -126,7 +126,7 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, algo, base):
 @pytest.mark.slow
 def test_chunks_match_the_monolithic_train():
     """init + run_updates over chunks + evaluate is the train(key, hparams) program cut in pieces."""
-    from purejaxpg.experiment import build
+    from purejaxpg.engine.experiment import build
 
     algo, config, hp = build("ppo", TINY)
     train = algo.make_train(config)
@@ -150,7 +150,7 @@ def test_memory_refusal_before_compiling(tmp_path):
 
 _DEVICE_SCRIPT = """
 import json, sys, numpy as np, jax
-from purejaxpg import sweep
+from purejaxpg.engine import sweep
 out = {"devices": jax.device_count()}
 for algo, base, grid in json.loads(sys.argv[3]):
     r = sweep.sweep(algo, sys.argv[1] + algo, base=base, grid=grid, num_seeds=3, chunks=2,

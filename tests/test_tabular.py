@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from purejaxpg import lab
-from purejaxpg import tabular as tb
 from purejaxpg.envs import VecEnv, make_env
+from purejaxpg.envs import tabular as tb
+from purejaxpg.lab import exact as ex
 
 import reference as ref
 
@@ -48,10 +49,10 @@ def _random_policies(seed, scale=2.0):
     return jnp.asarray(scale * np.random.default_rng(seed).normal(size=(N_MDPS, S, A)))
 
 
-_evaluate = jax.jit(jax.vmap(tb.evaluate))
-_greedy = jax.jit(jax.vmap(tb.greedy))
-_policy_iteration = jax.jit(jax.vmap(tb.policy_iteration))
-_value_iteration = jax.jit(jax.vmap(lambda m: tb.value_iteration(m, tol=1e-11, max_iters=3000)))
+_evaluate = jax.jit(jax.vmap(ex.evaluate))
+_greedy = jax.jit(jax.vmap(ex.greedy))
+_policy_iteration = jax.jit(jax.vmap(ex.policy_iteration))
+_value_iteration = jax.jit(jax.vmap(lambda m: ex.value_iteration(m, tol=1e-11, max_iters=3000)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,10 +74,10 @@ class PolicyEvaluationTest(chex.TestCase):
             want = ref.policy_evaluation(np.asarray(mdp.P, np.float64), np.asarray(mdp.R, np.float64),
                                          np.asarray(mdp.terminal), float(mdp.gamma), np.asarray(pi, np.float64),
                                          sweeps=500)
-            V = self.variant(tb.evaluate)(mdp, pi)
+            V = self.variant(ex.evaluate)(mdp, pi)
             chex.assert_shape(V, (S,))
             np.testing.assert_allclose(V, want, rtol=1e-5, atol=1e-5)
-            sol = self.variant(lambda m, p: tb.evaluate_iterative(m, p, tol=1e-6, max_iters=500))(mdp, pi)
+            sol = self.variant(lambda m, p: ex.evaluate_iterative(m, p, tol=1e-6, max_iters=500))(mdp, pi)
             np.testing.assert_allclose(sol.V, want, rtol=1e-4, atol=1e-4)
             it = int(sol.iterations)
             assert bool(sol.converged) and 0 < it < 500
@@ -86,7 +87,7 @@ class PolicyEvaluationTest(chex.TestCase):
 
     def test_iterative_reports_non_convergence(self):
         mdp = _one_float32(False, 2)
-        sol = tb.evaluate_iterative(mdp, jnp.full((S, A), 1.0 / A), tol=1e-6, max_iters=5)
+        sol = ex.evaluate_iterative(mdp, jnp.full((S, A), 1.0 / A), tol=1e-6, max_iters=5)
         assert int(sol.iterations) == 5 and not bool(sol.converged)
 
 
@@ -100,14 +101,14 @@ def test_policy_iteration_and_value_iteration_reach_the_same_optimum():
             assert 1 <= int(pi_sol.iterations.max()) < 100 and int(vi_sol.iterations.max()) < 3000
             np.testing.assert_allclose(pi_sol.V, vi_sol.V, atol=1e-7)
             # V* satisfies the Bellman optimality equation and beats random policies everywhere
-            q = jax.vmap(tb.q_values)(mdps, pi_sol.V)
+            q = jax.vmap(ex.q_values)(mdps, pi_sol.V)
             np.testing.assert_allclose(q.max(-1), pi_sol.V, atol=1e-10)
             rand_pi = jax.nn.softmax(_random_policies(7))
             assert bool(jnp.all(_evaluate(mdps, rand_pi) <= pi_sol.V + 1e-10))
         # FrozenLake 4x4 (slippery) at gamma 0.99: the optimal value of the start state is
         # about 0.54, a figure quoted widely for this map.
         m = tb.frozen_lake(gamma=0.99).astype(jnp.float64)
-        v = jax.jit(lambda m: tb.value_iteration(m, tol=1e-12, max_iters=5000))(m)
+        v = jax.jit(lambda m: ex.value_iteration(m, tol=1e-12, max_iters=5000))(m)
         assert bool(v.converged) and 0.53 < float(m.d0 @ v.V) < 0.55, float(m.d0 @ v.V)
 
 
@@ -133,8 +134,8 @@ def test_policy_improvement_never_lowers_a_value():
 
 
 def test_policy_gradient_theorem_equals_autodiff():
-    exact_grad = jax.jit(jax.vmap(tb.exact_grad))
-    theorem_grad = jax.jit(jax.vmap(tb.theorem_grad))
+    exact_grad = jax.jit(jax.vmap(ex.exact_grad))
+    theorem_grad = jax.jit(jax.vmap(ex.theorem_grad))
     with jax.enable_x64(True):
         for terminal in (False, True):
             mdps, thetas = _random_mdps(terminal), _random_policies(5)
@@ -144,7 +145,7 @@ def test_policy_gradient_theorem_equals_autodiff():
             np.testing.assert_allclose(theorem, auto, atol=1e-6, rtol=0)
             assert float(jnp.max(jnp.abs(theorem - auto))) < 1e-10
         # central differences of J confirm that the objective itself is differentiated
-        J = jax.jit(tb.exact_J)
+        J = jax.jit(ex.exact_J)
         mdp, theta, eps = jax.tree.map(lambda x: x[0], mdps), thetas[0], 1e-6
         fd = np.zeros((S, A))
         for s in range(S):
@@ -159,10 +160,10 @@ def test_visitation_counts_episode_length():
         mdp = tb.chain().astype(jnp.float64)
         pi = jnp.full((7, 2), 0.5, jnp.float64)
         # sum of undiscounted visits = expected episode length = sum_t P(alive after t)
-        length = tb.survival(mdp, pi, 4000).sum()
-        np.testing.assert_allclose(float(tb.visitation(mdp, pi, 1.0).sum()), length, rtol=1e-9)
-        H, p = tb.horizon_for(mdp, pi, 1e-6)
-        assert p <= 1e-6 < tb.survival(mdp, pi, H)[H - 1]
+        length = ex.survival(mdp, pi, 4000).sum()
+        np.testing.assert_allclose(float(ex.visitation(mdp, pi, 1.0).sum()), length, rtol=1e-9)
+        H, p = ex.horizon_for(mdp, pi, 1e-6)
+        assert p <= 1e-6 < ex.survival(mdp, pi, H)[H - 1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,9 +310,9 @@ def test_reinforce_approaches_the_optimal_J():
     thetas = actor["kernel"] + actor["bias"][:, None, :]
     with jax.enable_x64(True):
         m = params.mdp.astype(jnp.float64)
-        j_star = float(m.d0 @ tb.policy_iteration(m).V)
-        j_uniform = float(tb.exact_J(m, jnp.zeros((m.num_states, m.num_actions), jnp.float64)))
-        j_learned = np.array([float(tb.exact_J(m, jnp.asarray(t, jnp.float64))) for t in thetas])
+        j_star = float(m.d0 @ ex.policy_iteration(m).V)
+        j_uniform = float(ex.exact_J(m, jnp.zeros((m.num_states, m.num_actions), jnp.float64)))
+        j_learned = np.array([float(ex.exact_J(m, jnp.asarray(t, jnp.float64))) for t in thetas])
     gap = (j_star - j_learned) / (j_star - j_uniform)  # 1 at the uniform policy, 0 at the optimum
     assert j_star - j_uniform > 1.0
     assert np.all(gap >= -1e-9), (j_star, j_learned)  # nothing beats the optimum
@@ -330,13 +331,13 @@ class SolveTest(chex.TestCase):
             if n > 1:
                 A[0, 0] = 0.0
             b = rng.normal(size=n)
-            x = self.variant(tb.solve)(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32))
+            x = self.variant(ex.solve)(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32))
             chex.assert_shape(x, (n,))
             np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-4, atol=1e-5)
         # gradients on a well-conditioned matrix (as I - gamma P is); a row swap still needed
         A = rng.normal(size=(n, n)) + 4.0 * np.eye(n)
         A[[0, 1]] = A[[1, 0]]
         A, b = jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32)
-        ours = jax.grad(lambda A, b: jnp.sum(jnp.sin(tb.solve(A, b))), (0, 1))(A, b)
+        ours = jax.grad(lambda A, b: jnp.sum(jnp.sin(ex.solve(A, b))), (0, 1))(A, b)
         lapack = jax.grad(lambda A, b: jnp.sum(jnp.sin(jnp.linalg.solve(A, b))), (0, 1))(A, b)
         chex.assert_trees_all_close(ours, lapack, rtol=1e-4, atol=1e-5)

@@ -4,13 +4,12 @@ time limit is (wrongly) treated as a termination."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from purejaxpg.algos import a2c
 from purejaxpg.algos.common import build_networks
 from purejaxpg.envs import VecEnv
-from reference import endless_env_name
 
+from reference import endless_env_name
 
 ENV = endless_env_name()
 

@@ -9,7 +9,6 @@ evaluation of the final policy — as one pure function, to be ``jit``-ed and ``
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -19,10 +18,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from .. import rollout
-from ..envs import VecEnv, check_env_name
-from ..networks import Actor, Critic
-from ..optim import clipped_adam
+from purejaxpg.core import rollout
+from purejaxpg.core.networks import Actor, Critic
+from purejaxpg.core.optim import clipped_adam
+from purejaxpg.envs import VecEnv, check_env_name
 
 
 class UpdateBudget:
@@ -215,7 +214,7 @@ def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
 
     def eval_policy(carry):
         """``(policy_fn, params, obs_rms, key)``: how ``evaluate`` plays the policy in ``carry``
-        (also used by purejaxpg.render to record an episode the same way)."""
+        (also used by purejaxpg.analysis.render to record an episode the same way)."""
         state, _, k_eval = carry
         return (greedy_fn if config.eval_greedy else policy_fn), state.params, state.env.obs_rms, k_eval
 
@@ -229,7 +228,7 @@ def make_onpolicy_train(config, algo, callback: Optional[Callable] = None):
         carry, metrics = run_updates(carry, hparams, 0, num_updates)
         return {"state": carry[0], "metrics": metrics, "eval_returns": evaluate(carry)}
 
-    # The pieces of ``train`` for chunked runs with checkpoints (purejaxpg.sweep).
+    # The pieces of ``train`` for chunked runs with checkpoints (purejaxpg.engine.sweep).
     train.init, train.run_updates, train.evaluate = init, run_updates, evaluate
     train.num_updates = num_updates
     train.eval_policy = eval_policy

@@ -29,10 +29,21 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from .. import advantages as adv
-from ..envs import RunningMeanStd
-from ..losses import adapt_kl_beta, explained_variance, ppo_clip_loss, ppo_kl_loss, value_loss
-from .common import BASE_HPARAMS, OnPolicyConfig, apply_gradients, make_onpolicy_train
+from purejaxpg.algos.common import (
+    BASE_HPARAMS,
+    OnPolicyConfig,
+    apply_gradients,
+    make_onpolicy_train,
+)
+from purejaxpg.core import advantages as adv
+from purejaxpg.core.losses import (
+    adapt_kl_beta,
+    explained_variance,
+    ppo_clip_loss,
+    ppo_kl_loss,
+    value_loss,
+)
+from purejaxpg.core.normalize import RunningMeanStd
 
 SURROGATES = ("clip", "kl")
 

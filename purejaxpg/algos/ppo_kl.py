@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from . import ppo
-from .common import make_onpolicy_train
+from purejaxpg.algos import ppo
+from purejaxpg.algos.common import make_onpolicy_train
+
 from .ppo import default_hparams, grad_steps_per_update, init_extra, update  # noqa: F401 (the algo interface)
 
 

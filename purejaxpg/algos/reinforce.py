@@ -40,10 +40,20 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from .. import advantages as adv
-from ..losses import explained_variance, masked_mean, reinforce_loss, value_loss
-from ..rollout import batched_apply
-from .common import BASE_HPARAMS, OnPolicyConfig, apply_gradients, make_onpolicy_train
+from purejaxpg.algos.common import (
+    BASE_HPARAMS,
+    OnPolicyConfig,
+    apply_gradients,
+    make_onpolicy_train,
+)
+from purejaxpg.core import advantages as adv
+from purejaxpg.core.losses import (
+    explained_variance,
+    masked_mean,
+    reinforce_loss,
+    value_loss,
+)
+from purejaxpg.core.rollout import batched_apply
 
 RETURNS = ("reward_to_go", "whole")
 BASELINES = ("none", "mean", "value")

@@ -44,19 +44,32 @@ import numpy as np
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from .. import prng, replay, rollout
-from ..envs import RunningMeanStd, VecEnv
-from ..losses import (discrete_sac_actor_loss, discrete_soft_value, polyak_update, sac_actor_loss,
-                      sac_critic_loss, soft_td_target, temperature_loss)
-from ..networks import ACTIVATIONS, CategoricalSACActor, EnsembleQ, SquashedGaussian, SquashedGaussianActor
-from ..optim import adam_direction
-from .common import UpdateBudget, progress_cadence
-
+from purejaxpg.algos.common import UpdateBudget, progress_cadence
+from purejaxpg.core import prng, replay, rollout
+from purejaxpg.core.losses import (
+    discrete_sac_actor_loss,
+    discrete_soft_value,
+    polyak_update,
+    sac_actor_loss,
+    sac_critic_loss,
+    soft_td_target,
+    temperature_loss,
+)
+from purejaxpg.core.networks import (
+    ACTIVATIONS,
+    CategoricalSACActor,
+    EnsembleQ,
+    SquashedGaussian,
+    SquashedGaussianActor,
+)
+from purejaxpg.core.normalize import RunningMeanStd
+from purejaxpg.core.optim import adam_direction
+from purejaxpg.envs import VecEnv
 
 # Counter-based generators for the random numbers drawn inside the program. JAX's default,
 # threefry2x32, is lowered on CPU as a rolled loop of many tiny kernels; Philox is emitted
 # unrolled and fuses into one kernel per draw, which matters when every env step and
-# gradient step draws (see benchmarks/NOTES.md). "philox4x32" is purejaxpg.prng's
+# gradient step draws (see benchmarks/NOTES.md). "philox4x32" is purejaxpg.core.prng's
 # implementation, which (unlike jax.random's) compiles when partitioned over devices.
 RNG_IMPLS = ("philox4x32", "threefry2x32")
 
@@ -169,7 +182,7 @@ def adam_init(flat_params) -> AdamState:
 
 def adam_update(state: AdamState, grad, eps, b1: float = 0.9, b2: float = 0.999):
     """Adam's bias-corrected step direction m_hat / (sqrt(v_hat) + eps) (to be scaled by the
-    learning rate and subtracted), as optax.scale_by_adam computes it (see purejaxpg.optim)."""
+    learning rate and subtracted), as optax.scale_by_adam computes it (see purejaxpg.core.optim)."""
     count = state.count + 1
     mu = b1 * state.mu + (1.0 - b1) * grad
     nu = b2 * state.nu + (1.0 - b2) * grad * grad
@@ -272,7 +285,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
         env, traj = rollout.collect(venv, policy, (state.params["actor"], state.obs_rms), state.env, key,
                                     config.num_steps)
         terminated = traj.terminated if config.bootstrap_truncation else traj.done
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [T, N, ...] -> [T*N, ...]
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
         entries = {"obs": flat(traj.obs), "action": flat(traj.action), "reward": flat(traj.reward),
                    "terminated": flat(terminated), "next_obs": flat(traj.next_obs)}
         rms = state.obs_rms.update(entries["next_obs"]) if normalize else None
@@ -364,7 +377,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
 
     # ---- the run: init -> updates (in one scan per phase, or in chunks) -> evaluate --------
     # ``init``, ``run_updates`` over consecutive chunks and ``evaluate`` are also what
-    # purejaxpg.sweep uses for checkpointed runs. Keys are carried as raw uint32 data
+    # purejaxpg.engine.sweep uses for checkpointed runs. Keys are carried as raw uint32 data
     # (checkpointable).
     nan_losses = {k: jnp.float32(jnp.nan) for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")}
 
@@ -405,7 +418,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
     def learn_step(state, key, hp, lr_flat, h_target):
         key, k_collect, k_grad = jax.random.split(key, 3)
         state, ep = collect(state, k_collect, sample_policy)
-        step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)  # noqa: E731
+        step = lambda s, k: grad_step(s, k, hp, lr_flat, h_target)
         if config.grad_steps == 1:
             state, m = step(state, k_grad)
         else:
@@ -440,7 +453,7 @@ def make_train(config: Config, callback: Optional[Callable] = None, num_seeds: i
 
     def eval_policy(carry):
         """``(policy_fn, params, obs_rms, key)``: how ``evaluate`` plays the policy in ``carry``
-        (also used by purejaxpg.render to record an episode the same way)."""
+        (also used by purejaxpg.analysis.render to record an episode the same way)."""
         state, _, k_eval = carry
         act = greedy_policy if config.eval_deterministic else sample_policy
         # rollout.evaluate normalises observations itself with the frozen statistics

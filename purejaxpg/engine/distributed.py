@@ -2,7 +2,7 @@
 
 ``purejaxpg sweep ... --distributed`` (and ``train --distributed``, ``--resume DIR
 --distributed``) is started once per process. Each process then sees every process's
-devices in ``jax.devices()``, and ``purejaxpg.sweep`` shards its batch axis over all of
+devices in ``jax.devices()``, and ``purejaxpg.engine.sweep`` shards its batch axis over all of
 them: every process builds the same global input arrays from the same host data, runs its
 devices' slice, and gathers the per-run outputs with ``process_allgather``; process 0
 writes the outputs, and every process writes its own shards of each Orbax checkpoint.

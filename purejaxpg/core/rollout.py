@@ -10,13 +10,16 @@ bootstrapping needs.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from .envs import RunningMeanStd, VecEnv, VecEnvState
+from purejaxpg.core.normalize import RunningMeanStd
+
+if TYPE_CHECKING:
+    from purejaxpg.envs import VecEnv
 
 
 class Transition(NamedTuple):
@@ -47,12 +50,12 @@ class Transition(NamedTuple):
 class EnvCarry:
     """The environment part of a train state."""
 
-    env_state: VecEnvState
+    env_state: Any  # the vectorised env's state (purejaxpg.envs.VecEnvState)
     obs: jax.Array  # [N, *obs] raw observation to act on next
     obs_rms: Optional[RunningMeanStd]  # None when observation normalisation is off
 
 
-def reset(venv: VecEnv, key, normalize_obs: bool) -> EnvCarry:
+def reset(venv: "VecEnv", key, normalize_obs: bool) -> EnvCarry:
     obs, state = venv.reset(key)
     rms = RunningMeanStd.create(venv.obs_shape).update(obs) if normalize_obs else None
     return EnvCarry(state, obs, rms)
@@ -66,7 +69,7 @@ PolicyFn = Callable[[Any, jax.Array, jax.Array], tuple]  # (params, obs, key) ->
 ValueFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [B, *obs]) -> [B]
 
 
-def collect(venv: VecEnv, policy_fn: PolicyFn, params, carry: EnvCarry, key, num_steps: int,
+def collect(venv: "VecEnv", policy_fn: PolicyFn, params, carry: EnvCarry, key, num_steps: int,
             value_fn: Optional[ValueFn] = None):
     """Roll the policy for ``num_steps`` steps. Returns ``(carry, Transition [T, N])``."""
 
@@ -120,17 +123,17 @@ def episode_metrics(traj: Transition) -> dict:
     }
 
 
-def policy_step(venv: VecEnv, policy_fn: PolicyFn, params, obs_rms, obs, state, key):
+def policy_step(venv: "VecEnv", policy_fn: PolicyFn, params, obs_rms, obs, state, key):
     """One evaluation step: act on ``obs`` normalised with the frozen statistics, step the
     envs. ``key`` splits into (next key, action key, env key). Returns (next key, obs, state,
-    reward, done (terminated or truncated), info). Shared by ``evaluate`` and purejaxpg.render."""
+    reward, done (terminated or truncated), info). Shared by ``evaluate`` and purejaxpg.analysis.render."""
     key, k_act, k_env = jax.random.split(key, 3)
     action, _ = policy_fn(params, _norm(obs_rms, obs), k_act)
     obs, state, reward, term, trunc, info = venv.step(k_env, state, action)
     return key, obs, state, reward, term | trunc, info
 
 
-def evaluate(venv: VecEnv, policy_fn: PolicyFn, params, obs_rms, key) -> jax.Array:
+def evaluate(venv: "VecEnv", policy_fn: PolicyFn, params, obs_rms, key) -> jax.Array:
     """Return of the first episode of each of ``venv.num_envs`` environments under the policy,
     with frozen normalisation statistics. Stops as soon as every environment has finished
     one episode (every gymnax env has a time limit). Returns [num_envs]."""

@@ -1,10 +1,10 @@
 """The estimator lab: policy-gradient estimators against the exact gradient.
 
-On a tabular MDP (``purejaxpg.tabular``) with a softmax policy theta[S, A], the lab samples
+On a tabular MDP (``purejaxpg.envs.tabular``) with a softmax policy theta[S, A], the lab samples
 K independent batches of B whole episodes with the engine's own environment and rollout
 (``VecEnv`` + ``rollout.collect``), forms each estimator's gradient on every batch with
 ``jax.grad`` of the engine's own losses (``losses.reinforce_loss``, ``losses.ppo_clip_loss``)
-and weights from ``purejaxpg.advantages``, and compares the K estimates with the exact
+and weights from ``purejaxpg.core.advantages``, and compares the K estimates with the exact
 gradient of J(theta) = E[sum_t gamma^t r_t]:
 
 * ``bias_norm``  ||mean - exact||  (for an unbiased estimator this is only noise,
@@ -35,7 +35,7 @@ ppo_clip_no_gamma_t   PPO at ratio 1, advantages GAE (usual)  no
 The whole return needs no gamma^t: grad J = E[G_0 sum_t grad log pi_t]. Reward-to-go
 comes from it by dropping the rewards before t, which leaves gamma^t G_t. Without the
 gamma^t, states are weighted by how often they are visited rather than by the discounted
-visitation: the estimate's expectation is ``tabular.theorem_grad(..., visitation_discount=1)``,
+visitation: the estimate's expectation is ``purejaxpg.lab.exact.theorem_grad(..., visitation_discount=1)``,
 which the lab also reports (``max_abs_z_vs_expectation``), so that bias is explained, not
 just observed.
 
@@ -50,20 +50,17 @@ first episode of an environment are masked out.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import advantages as adv
-from . import rollout
-from . import tabular
-from .envs import VecEnv, make_env
-from .losses import ppo_clip_loss, reinforce_loss
+from purejaxpg.core import advantages as adv
+from purejaxpg.core import rollout
+from purejaxpg.core.losses import ppo_clip_loss, reinforce_loss
+from purejaxpg.envs import VecEnv, make_env, tabular
+from purejaxpg.lab import exact as ex
 
 MDPS = {"random": "Tabular-Random", "chain": "Tabular-Chain", "frozenlake": "Tabular-FrozenLake"}
 
@@ -129,16 +126,16 @@ def make_problem(mdp: str = "random", num_states: int | None = None, num_actions
     theta = theta_scale * np.asarray(jax.random.normal(jax.random.PRNGKey(int(seed) + 1), (S, A)), np.float32)
     with jax.enable_x64(True):
         m64 = model.astype(jnp.float64)
-        H, p_trunc = tabular.horizon_for(m64, tabular.softmax_policy(jnp.asarray(theta, jnp.float64)),
+        H, p_trunc = ex.horizon_for(m64, ex.softmax_policy(jnp.asarray(theta, jnp.float64)),
                                          truncation_tol)
     return Problem(MDPS[mdp], kwargs, model, theta, H, p_trunc)
 
 
 @jax.jit
 def _exact(m, theta):
-    V = tabular.evaluate(m, tabular.softmax_policy(theta))
-    return {"J": m.d0 @ V, "V": V, "grad": tabular.exact_grad(m, theta), "theorem_grad": tabular.theorem_grad(m, theta),
-            "no_gamma_t_expectation": tabular.theorem_grad(m, theta, visitation_discount=1.0)}
+    V = ex.evaluate(m, ex.softmax_policy(theta))
+    return {"J": m.d0 @ V, "V": V, "grad": ex.exact_grad(m, theta), "theorem_grad": ex.theorem_grad(m, theta),
+            "no_gamma_t_expectation": ex.theorem_grad(m, theta, visitation_discount=1.0)}
 
 
 def exact_quantities(problem: Problem) -> dict:
@@ -318,84 +315,3 @@ def run_lab(mdp: str = "random", num_states: int | None = None, num_actions: int
         "exact_grad": exact["grad"].tolist(),
         "estimators": estimators,
     }
-
-
-def format_table(result: dict) -> str:
-    """The lab's result as text: one block per batch size."""
-    lines = [
-        f"MDP {result['mdp']} ({result['num_states']} states x {result['num_actions']} actions, "
-        f"gamma {result['gamma']:.4g}), J(theta) = {result['J']:.6g}, |grad J| = {result['exact_grad_norm']:.4g}",
-        f"policy-gradient theorem vs autodiff (float64): max |diff| = {result['theorem_vs_autodiff_max_abs_err']:.2e}",
-        f"K = {result['k']} batches per size; time limit H = {result['horizon']} "
-        f"(P(truncation) = {result['truncation_probability']:.1e}); GAE lambda = {result['lambda']}",
-    ]
-    for i, B in enumerate(result["batch_sizes"]):
-        lines.append("")
-        lines.append(f"batch size B = {B} episodes")
-        lines.append(f"  {'estimator':<21} {'unbiased':>8} {'bias_norm':>10} {'variance':>10} "
-                     f"{'var/whole':>9} {'cosine':>8} {'max|z|':>8}")
-        for name, e in result["estimators"].items():
-            lines.append(f"  {name:<21} {'yes' if e['unbiased'] else 'no':>8} {e['bias_norm'][i]:>10.3e} "
-                         f"{e['variance'][i]:>10.3e} {e['variance_ratio_to_whole'][i]:>9.3f} "
-                         f"{e['cosine'][i]:>8.4f} {e['max_abs_z'][i]:>8.2f}")
-    biased = [(n, e) for n, e in result["estimators"].items() if not e["unbiased"]]
-    if biased:
-        lines.append("")
-        for name, e in biased:
-            zs = ", ".join(f"{z:.2f}" for z in e["max_abs_z_vs_expectation"])
-            lines.append(f"{name}: predicted bias |E - grad J| = {e['expectation_bias_norm']:.3e}; "
-                         f"max|z| against that expectation: {zs}")
-    return "\n".join(lines)
-
-
-def plot(result: dict, path: str) -> None:
-    """Variance and bias norm against batch size, per estimator (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    B = np.asarray(result["batch_sizes"], float)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    markers = "osD^v<>px*"
-    for i, (name, e) in enumerate(result["estimators"].items()):
-        style = dict(linestyle="-" if e["unbiased"] else "--", marker=markers[i % len(markers)], label=name,
-                     markerfacecolor="none")
-        axes[0].plot(B, e["variance"], **style)
-        axes[1].plot(B, np.maximum(e["bias_norm"], 1e-12), **style)
-    noise = np.sqrt(np.asarray(result["estimators"]["rtg_value"]["variance"]) / result["k"])
-    axes[1].plot(B, noise, ":", color="gray", label="noise floor of rtg_value")
-    for ax, title in zip(axes, ("variance of one batch's estimate (trace of covariance)",
-                                f"|mean of {result['k']} estimates - exact grad J|")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(B, [str(int(b)) for b in B])
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("batch size (episodes)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"estimator lab: {result['mdp']} MDP ({result['num_states']}x{result['num_actions']}, "
-                 f"gamma {result['gamma']:.4g}); dashed: without gamma^t", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_outputs(result: dict, out_dir: str) -> None:
-    """``out_dir/lab.json`` and ``out_dir/lab.png``."""
-    os.makedirs(out_dir, exist_ok=True)
-
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    with open(os.path.join(out_dir, "lab.json"), "w") as f:
-        json.dump(clean(result), f, indent=1)
-    plot(result, os.path.join(out_dir, "lab.png"))

@@ -21,19 +21,19 @@ from importlib import metadata
 
 import numpy as np
 
-from . import stats
-from .algos import get_algo
-from .algos.common import check_hparams, progress_cadence
+from purejaxpg.algos import get_algo
+from purejaxpg.algos.common import check_hparams
+from purejaxpg.analysis import stats
 
 
 def build(algo_name: str, overrides: dict, preset: str = "auto"):
     """Split ``overrides`` into config fields and hyperparameters, validate both.
 
-    The preset (see ``purejaxpg.presets``) for the chosen env is applied first, then
+    The preset (see ``purejaxpg.algos.presets``) for the chosen env is applied first, then
     ``overrides``. Returns (module, config, hparams). Raises ValueError (one line) on
     bad input.
     """
-    from .presets import resolve
+    from purejaxpg.algos.presets import resolve
 
     algo = get_algo(algo_name)
     fields = {f.name for f in dataclasses.fields(algo.Config)}
@@ -76,7 +76,7 @@ def run(algo_name: str, overrides: dict | None = None, num_seeds: int = 8, seed:
 
     import jax
 
-    from .progress import ProgressBar
+    from purejaxpg.engine.progress import ProgressBar
 
     bar = ProgressBar(config.num_updates, num_seeds, config.batch_size, enabled=not quiet)
     train = algo.make_train(config, callback=None if quiet else bar.callback)
@@ -108,7 +108,7 @@ def run(algo_name: str, overrides: dict | None = None, num_seeds: int = 8, seed:
 
 
 def write_outputs(out_dir, algo_name, config, hparams, num_seeds, seed, metrics, env_steps, final, summary):
-    from .plotting import plot_learning_curves
+    from purejaxpg.analysis.plotting import plot_learning_curves
 
     os.makedirs(out_dir, exist_ok=True)
     cfg = {"algo": algo_name, "num_seeds": num_seeds, "seed": seed,

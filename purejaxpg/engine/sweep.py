@@ -18,15 +18,15 @@ code for a reduction depends on the batch size it is vmapped over, so a run's fl
 change in the last bits with the number of runs per device. ``block=K`` vmaps K runs at a
 time (``blocked_vmap``): every device then runs the same K-wide program and results are
 bit-identical for any device count (tested on 1 and 4 CPU devices; the optimiser and the
-PRNG are written so that partitioning cannot change them either, see ``purejaxpg.optim``
-and ``purejaxpg.prng``). With
+PRNG are written so that partitioning cannot change them either, see ``purejaxpg.core.optim``
+and ``purejaxpg.core.prng``). With
 ``jax.distributed.initialize()`` (``--distributed``) ``jax.devices()`` spans all
 processes and so does the batch axis.
 
 The training scan runs in ``chunks`` pieces: ``train.init`` then ``train.run_updates``
 for each chunk (one compiled function reused for every chunk of the same length), then
 ``train.evaluate``. After each chunk the complete carry (train state, replay buffer,
-keys) and the metrics so far are saved with Orbax (``purejaxpg.checkpoint``); a resumed
+keys) and the metrics so far are saved with Orbax (``purejaxpg.engine.checkpoint``); a resumed
 run restores the last checkpoint and continues with the same compiled function, so it ends
 bit-identical to an uninterrupted run.
 
@@ -48,8 +48,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import stats
-from .experiment import build, versions
+from purejaxpg.analysis import stats
+from purejaxpg.engine.experiment import build, versions
 
 RUN_FILE = "run.json"
 
@@ -84,7 +84,7 @@ def _convert(name: str, default, text):
 
 def settable(algo_name: str) -> dict:
     """{name: default} for every config field and hyperparameter of ``algo_name``."""
-    from .algos import get_algo
+    from purejaxpg.algos import get_algo
 
     algo = get_algo(algo_name)
     config = algo.Config()
@@ -217,7 +217,7 @@ def estimate_memory(abstract_carry, abstract_chunk_metrics, num_devices: int) ->
 def check_memory(estimate: dict, num_runs: int, num_devices: int, limit_mb: float = 0.0) -> None:
     """Refuse (one-line ValueError) a program whose estimate exceeds ``limit_mb`` MiB per
     device (0: half of the free memory of the device, or of the host on CPU)."""
-    from .replay import _fmt, available_memory_bytes
+    from purejaxpg.core.replay import _fmt, available_memory_bytes
 
     limit = limit_mb * 2**20 if limit_mb and limit_mb > 0 else 0.5 * available_memory_bytes()
     need = estimate["per_device_bytes"]
@@ -261,7 +261,7 @@ def _shared_limit_mb(limit_mb: float) -> float:
         return limit_mb
     from jax.experimental import multihost_utils
 
-    from .replay import available_memory_bytes
+    from purejaxpg.core.replay import available_memory_bytes
 
     free_mb = multihost_utils.process_allgather(np.float32(available_memory_bytes() / 2**20))
     return 0.5 * float(np.min(free_mb))
@@ -355,7 +355,8 @@ def _prepare(algo, group: Group, num_seeds: int, seed: int, chunks: int, config=
 
     import jax
     import jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     config = config or group.config
     C, S = len(group.hparams), int(num_seeds)
@@ -434,7 +435,7 @@ def run_group(algo, group: Group, num_seeds: int, seed: int = 0, chunks: int = 1
     store = None
     done_chunks, metrics = 0, {}
     if checkpoint_dir:
-        from .checkpoint import CheckpointStore
+        from purejaxpg.engine.checkpoint import CheckpointStore
 
         store = CheckpointStore(checkpoint_dir)
     t0 = time.perf_counter()
@@ -544,7 +545,7 @@ def resume(out_dir: str, stop_after: Optional[int] = None, quiet: bool = False) 
 
 
 def load_plan(spec: dict):
-    from .algos import get_algo
+    from purejaxpg.algos import get_algo
 
     algo = get_algo(spec["algo"])
     points = [_untuple(p) for p in spec["points"]]
@@ -606,7 +607,7 @@ def _execute(spec: dict, out_dir: str, resume: bool, stop_after: Optional[int], 
 
 
 def _write_config(path, spec, g, c, r, writer) -> dict:
-    from .experiment import write_outputs
+    from purejaxpg.engine.experiment import write_outputs
 
     config = g.config
     metrics = {k: v[c] for k, v in r["metrics"].items()}
@@ -688,7 +689,7 @@ def plot_sweep(path: str, rows: list, spec: dict) -> None:
 def restore_latest(spec: dict, out_dir: str, group_index: int, config=None):
     """(prepared group, carry, chunks done) from the last checkpoint of a group of the run
     in ``out_dir``; ``config`` may change evaluation-only fields (episodes, greediness)."""
-    from .checkpoint import CheckpointStore
+    from purejaxpg.engine.checkpoint import CheckpointStore
 
     algo, groups = load_plan(spec)
     g = groups[group_index]

@@ -142,10 +142,8 @@ class Critic(nn.Module):
 # Layers of an ensemble (twin Q) are stacked on a leading axis and run as one batched
 # matmul; the dense op has a hand-written backward pass laid out for CPU (see ``dense``).
 
-import functools  # noqa: E402  (kept with the SAC section they serve)
-from typing import NamedTuple  # noqa: E402
-
-import jax  # noqa: E402
+import functools
+from typing import NamedTuple
 
 _LOG2 = float(np.log(2.0))
 _LOG_SQRT_2PI = float(0.5 * np.log(2.0 * np.pi))

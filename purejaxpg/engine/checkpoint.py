@@ -1,6 +1,6 @@
 """Orbax checkpoints of a chunked run's complete state.
 
-A chunked run (``purejaxpg.sweep``) carries, per run in its batch, the whole train state —
+A chunked run (``purejaxpg.engine.sweep``) carries, per run in its batch, the whole train state —
 parameters, optimiser state, normaliser statistics, env state, replay buffer, algorithm
 state and the PRNG keys (as raw uint32 data) — through consecutive chunks of updates.
 After each chunk ``CheckpointStore.save`` writes that carry and the per-update metrics

@@ -289,7 +289,7 @@ def record_episode(venv, policy_fn, params, obs_rms, key):
     ``episode_returns[t]`` the return of an episode that ended at step t. Pure; jit-able."""
     import jax
 
-    from .rollout import policy_step
+    from purejaxpg.core.rollout import policy_step
 
     if venv.num_envs != 1:
         raise ValueError(f"record_episode needs a VecEnv of one environment, got {venv.num_envs}")
@@ -308,7 +308,7 @@ def record_episode(venv, policy_fn, params, obs_rms, key):
 
 def _locate_run(spec: dict, groups: list, config_index: int, seed_index: int):
     """(group index, index within the group, configuration name) of configuration ``config_index``."""
-    from .sweep import config_name, _untuple
+    from purejaxpg.engine.sweep import _untuple, config_name
 
     points = spec["points"]
     if not 0 <= int(config_index) < len(points):
@@ -338,7 +338,7 @@ def check_run(out_dir: str, run=(0, 0)):
     """Validate a GIF request before anything compiles (one-line ValueErrors: no run.json,
     an env that cannot be drawn, a run out of range). Returns (spec, out_dir, groups,
     group index, index within the group, configuration name)."""
-    from .sweep import RUN_FILE, load_plan
+    from purejaxpg.engine.sweep import RUN_FILE, load_plan
 
     spec_path = os.path.join(out_dir, RUN_FILE)
     if not os.path.exists(spec_path):
@@ -356,9 +356,9 @@ def check_run(out_dir: str, run=(0, 0)):
 def _render_group(spec, out_dir, groups, gi, c, name, s, path, greedy, width, height, duration_ms) -> dict:
     import jax
 
-    from .envs import VecEnv
-    from .evaluate import with_eval_mode
-    from .sweep import carry_axes, restore_latest
+    from purejaxpg.analysis.evaluate import with_eval_mode
+    from purejaxpg.engine.sweep import carry_axes, restore_latest
+    from purejaxpg.envs import VecEnv
 
     config = with_eval_mode(groups[gi].config, greedy)
     _, pr, carry, k = restore_latest(spec, out_dir, gi, config)

@@ -4,7 +4,7 @@ Works on any directory made by ``purejaxpg sweep`` or ``purejaxpg train --chunks
 (finished or interrupted): the plan is rebuilt from ``run.json``, the last Orbax
 checkpoint of every program restored, and each run's policy plays ``episodes`` episodes
 (one in each of that many environments; the run's own evaluation key). ``--gif PATH``
-also draws one episode of one run (classic-control envs): ``purejaxpg.render``.
+also draws one episode of one run (classic-control envs): ``purejaxpg.analysis.render``.
 """
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import dataclasses
 import json
 import os
 
-import numpy as np
-
-from . import stats
+from purejaxpg.analysis import stats
 
 
 def with_eval_mode(config, greedy: bool | None):
@@ -29,7 +27,7 @@ def with_eval_mode(config, greedy: bool | None):
 def evaluate_dir(out_dir: str, episodes: int | None = None, greedy: bool | None = None) -> list:
     """One row per configuration: {"name", "per_seed" (mean return per seed), "mean", "iqm",
     "episodes", "updates"}."""
-    from .sweep import RUN_FILE, _to_host, load_plan, restore_latest
+    from purejaxpg.engine.sweep import RUN_FILE, _to_host, load_plan, restore_latest
 
     path = os.path.join(out_dir, RUN_FILE)
     if not os.path.exists(path):

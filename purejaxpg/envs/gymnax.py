@@ -14,8 +14,7 @@ step), ``episode_return`` / ``episode_length`` (of that episode; valid only wher
 ``returned_episode``) and ``episode_step`` (the index, within its episode, of the step
 just taken). Each finished episode is reported exactly once, on its last step.
 
-Observation normalisation is a pure ``RunningMeanStd`` pytree so that its statistics live
-in the train state of each seed, not in the environment.
+Observation normalisation lives in the train state (``purejaxpg.core.normalize``), not here.
 """
 from __future__ import annotations
 
@@ -44,8 +43,8 @@ def register_env(name: str, factory) -> None:
 # Modules of this package that register environments when imported. They are imported
 # lazily, on first use of ``env_names`` / ``check_env_name`` / ``make_env`` (not at import
 # time of this module, which they import themselves), so ``--env Tabular-Random`` works
-# without the caller importing ``purejaxpg.tabular`` first.
-_REGISTERING_MODULES = ("purejaxpg.tabular",)
+# without the caller importing ``purejaxpg.envs.tabular`` first.
+_REGISTERING_MODULES = ("purejaxpg.envs.tabular",)
 
 
 def _import_registering_modules() -> None:
@@ -190,30 +189,3 @@ class VecEnv:
             jnp.where(done, 0, ep_length),
         )
         return self._obs(obs), new_state, reward, terminated, truncated, out_info
-
-
-@struct.dataclass
-class RunningMeanStd:
-    """Running mean and variance of a batch of vectors (parallel-variance update)."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @classmethod
-    def create(cls, shape) -> "RunningMeanStd":
-        return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
-
-    def update(self, batch: jax.Array) -> "RunningMeanStd":
-        """Fold in ``batch`` of shape [B, *shape]."""
-        b_mean = batch.mean(axis=0)
-        b_var = batch.var(axis=0)
-        b_count = jnp.asarray(batch.shape[0], jnp.float32)
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        mean = self.mean + delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        return RunningMeanStd(mean, m2 / total, total)
-
-    def normalize(self, x: jax.Array, clip: float = 10.0) -> jax.Array:
-        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)

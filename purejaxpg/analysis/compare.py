@@ -7,7 +7,7 @@ default: the directory name); a method's runs on different environments are its 
 The score of a run is its final return (mean over the evaluation episodes of the final
 policy), unnormalised.
 
-Reported, with the definitions of the rliable library (``purejaxpg.stats``): IQM and mean
+Reported, with the definitions of the rliable library (``purejaxpg.analysis.stats``): IQM and mean
 with stratified bootstrap 95% CIs, the probability of improvement P(X > Y) between every
 pair of methods with its CI, performance profiles (the fraction of runs scoring above each
 threshold, with CI bands) and a combined learning-curve plot.
@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from . import stats
+from purejaxpg.analysis import stats
 
 
 def _run_dirs(path: str) -> list:
@@ -113,7 +113,7 @@ def plot(out_dir: str, methods: dict, result: dict) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_learning_curves
+    from purejaxpg.analysis.plotting import plot_learning_curves
 
     curves = {}
     for label, m in methods.items():

@@ -1,0 +1,1 @@
+"""What reads a run's outputs: statistics across seeds, comparisons, plots, GIFs."""

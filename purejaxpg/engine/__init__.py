@@ -1,0 +1,1 @@
+"""The engine: the algorithm interface, the two training loops, settings, and the one runner."""
