@@ -5,6 +5,8 @@ import warnings
 
 import numpy as np
 
+from purejaxpg.analysis import stats
+
 
 def forward_fill(x: np.ndarray) -> np.ndarray:
     """Carry the last finite value forward along the last axis (NaN before the first)."""
@@ -16,20 +18,28 @@ def forward_fill(x: np.ndarray) -> np.ndarray:
     return np.where(seen, out, np.nan)
 
 
-def mean_and_ci(curves: np.ndarray, num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
-    """Per-point mean across seeds and a percentile-bootstrap CI (seeds resampled).
-
-    ``curves``: [num_seeds, num_points]; NaN entries (no data yet) are ignored.
-    Returns (mean, lo, hi), each [num_points].
-    """
-    curves = np.asarray(curves, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, curves.shape[0], size=(num_resamples, curves.shape[0]))
+def _nanmean_over_runs(resamples: np.ndarray) -> np.ndarray:
+    """[r, runs, 1, points] -> [r, points]: the mean over the runs that have data (NaN where none has)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
-        mean = np.nanmean(curves, axis=0)
-        boot = np.nanmean(curves[idx], axis=1)  # [R, P]
-        lo, hi = np.nanpercentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+        return np.nanmean(resamples[:, :, 0], axis=1)
+
+
+def mean_and_ci(curves: np.ndarray, num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
+    """Per-point mean across seeds and a percentile-bootstrap CI, from the package's one
+    resampling routine (``stats.stratified_bootstrap_interval``; whole curves are resampled:
+    one task, the points ride along with their seed).
+
+    ``curves``: [num_seeds, num_points]. NaN entries (a seed with no data yet at that point)
+    are ignored: the mean at a point is over the seeds that have data there, a resample in
+    which none of the drawn seeds has data is left out of that point's percentiles, and a
+    point where no seed has data gets NaN mean and bounds. Returns (mean, lo, hi), each
+    [num_points].
+    """
+    curves = np.asarray(curves, dtype=np.float64)
+    mean = _nanmean_over_runs(curves[None, :, None])[0]
+    lo, hi = stats.stratified_bootstrap_interval(curves[:, None], statistic=_nanmean_over_runs, reps=num_resamples,
+                                                 confidence=confidence, seed=seed, ignore_nan=True)
     return mean, lo, hi
 
 
