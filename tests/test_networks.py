@@ -63,9 +63,10 @@ def test_vmapped_network_init_has_no_lapack_call():
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-def _redraw(params, seed, scale=0.7):
+def _redraw(shapes, seed, scale=0.7):
+    """Parameters of the shapes of ``jax.eval_shape(module.init, ...)``, drawn N(0, scale^2)."""
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(rng.normal(0.0, scale, a.shape), a.dtype), params)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(rng.normal(0.0, scale, a.shape), a.dtype), shapes)
 
 
 def _np_layers(x, layers, act):
@@ -99,7 +100,7 @@ class PolicyHeadsTest(chex.TestCase):
     def test_categorical_actor_matches_numpy(self):
         actor = Actor(num_actions=4, discrete=True, hidden=(16, 8))
         obs = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
-        params = _redraw(actor.init(jax.random.PRNGKey(0), obs), 1)
+        params = _redraw(jax.eval_shape(actor.init, jax.random.PRNGKey(0), obs), 1)
         actions = np.random.default_rng(2).integers(0, 4, 32)
 
         def head(params, obs, actions):
@@ -123,7 +124,7 @@ class PolicyHeadsTest(chex.TestCase):
         # uniform over A = 5 actions: log pi(a) = -log 5 for every a, entropy log 5
         actor = Actor(num_actions=5, discrete=True, hidden=(8,))
         obs = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
-        params = _redraw(actor.init(jax.random.PRNGKey(0), obs), 3)
+        params = _redraw(jax.eval_shape(actor.init, jax.random.PRNGKey(0), obs), 3)
         params["params"]["Dense_0"] = {"kernel": jnp.zeros((8, 5)), "bias": jnp.full((5,), 3.0)}
 
         def head(params, obs):
@@ -138,7 +139,7 @@ class PolicyHeadsTest(chex.TestCase):
     def test_gaussian_actor_matches_numpy(self):
         actor = Actor(num_actions=3, discrete=False, hidden=(16,))
         obs = np.random.default_rng(4).normal(size=(32, 5)).astype(np.float32)
-        params = _redraw(actor.init(jax.random.PRNGKey(0), obs), 5)
+        params = _redraw(jax.eval_shape(actor.init, jax.random.PRNGKey(0), obs), 5)
         actions = np.random.default_rng(6).normal(0.0, 1.5, (32, 3)).astype(np.float32)
 
         def head(params, obs, actions):
@@ -164,7 +165,7 @@ class PolicyHeadsTest(chex.TestCase):
         # at the mean log N = -1.5 log(2 pi) - .3; one std away in every dimension, 1.5 less
         actor = Actor(num_actions=3, discrete=False, hidden=(8,))
         obs = np.random.default_rng(7).normal(size=(4, 2)).astype(np.float32)
-        params = _redraw(actor.init(jax.random.PRNGKey(0), obs), 8)
+        params = _redraw(jax.eval_shape(actor.init, jax.random.PRNGKey(0), obs), 8)
         log_std = jnp.array([math.log(0.5), math.log(2.0), 0.3])
         params["params"]["log_std"] = log_std
 
@@ -181,7 +182,7 @@ class PolicyHeadsTest(chex.TestCase):
     def test_categorical_sac_actor_matches_numpy(self):
         actor = CategoricalSACActor(num_actions=3, hidden=(16, 8))
         obs = np.random.default_rng(9).normal(size=(32, 4)).astype(np.float32)
-        params = _redraw(actor.init(jax.random.PRNGKey(0), obs), 10)
+        params = _redraw(jax.eval_shape(actor.init, jax.random.PRNGKey(0), obs), 10)
         actions = np.random.default_rng(11).integers(0, 3, 32)
 
         def head(params, obs, actions):
@@ -203,7 +204,7 @@ class PolicyHeadsTest(chex.TestCase):
         # min + (max - min) (tanh(raw) + 1) / 2, and mode tanh(mean)
         actor = SquashedGaussianActor(action_dim=2, hidden=(16,), log_std_min=-4.0, log_std_max=1.0)
         obs = np.random.default_rng(12).normal(size=(32, 3)).astype(np.float32)
-        params = _redraw(actor.init(jax.random.PRNGKey(0), obs), 13, scale=1.5)
+        params = _redraw(jax.eval_shape(actor.init, jax.random.PRNGKey(0), obs), 13, scale=1.5)
 
         def head(params, obs):
             d = actor.apply(params, obs)
@@ -224,7 +225,7 @@ class ValueHeadsTest(chex.TestCase):
     def test_critic_matches_numpy(self):
         critic = Critic(hidden=(16, 8))
         obs = np.random.default_rng(14).normal(size=(32, 5)).astype(np.float32)
-        params = _redraw(critic.init(jax.random.PRNGKey(0), obs), 15)
+        params = _redraw(jax.eval_shape(critic.init, jax.random.PRNGKey(0), obs), 15)
         got = self.variant(critic.apply)(params, obs)
         chex.assert_shape(got, (32,))
         want = _np_torso_and_head(params["params"], "MLP_0", "Dense", np.tanh)(obs)[:, 0]
@@ -236,7 +237,7 @@ class ValueHeadsTest(chex.TestCase):
         act = np.random.default_rng(17).uniform(-1, 1, (32, 2)).astype(np.float32)
         for q, inputs in [(EnsembleQ(num_q=2, hidden=(16, 8), num_actions=3), (obs,)),
                           (EnsembleQ(num_q=3, hidden=(8,)), (obs, act))]:
-            params = _redraw(q.init(jax.random.PRNGKey(0), *inputs), 18)
+            params = _redraw(jax.eval_shape(q.init, jax.random.PRNGKey(0), *inputs), 18)
             got = np.asarray(self.variant(q.apply)(params, *inputs))
             x = np.concatenate(inputs, -1)
             for k in range(q.num_q):  # member k: a plain MLP with slice k of every stacked parameter
