@@ -117,6 +117,39 @@ class NStepTest(chex.TestCase):
             want = _cols(ref.nstep_targets, b["rewards"], b["discounts"], b["dones"], b["next_values"], n=n)
             np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-5)
 
+    @variants
+    def test_hand_checked(self):
+        # gamma 0.5, T = 7. Episodes: steps 0-2 terminate at 2 (discount 0); steps 3-4 are
+        # truncated at 4 (discount gamma, bootstrap from V'_4 = 50); steps 5-6 reach the end of
+        # the batch (bootstrap from V'_6 = 70). G^(n)_t sums r and the discounted V' of the
+        # window t..m, m = min(t + n - 1, the step where t's episode ends, T - 1):
+        #   n = 1: G_t = r_t + d_t V'_t = [1+5, 2+10, 3+0, 4+20, 5+25, 6+30, 7+35]
+        #   n = 2: t0: 1 + .5*2 + .25*20 = 7     t1: 2 + .5*3 + .25*0*30 = 3.5   t2: 3
+        #          t3: 4 + .5*5 + .25*50 = 19    t4: 30 (window ends at the truncation)
+        #          t5: 6 + .5*7 + .25*70 = 27    t6: 42 (batch end)
+        #   n = 3: t0: 1 + .5*2 + .25*3 + .125*0*30 = 2.75 (the termination inside the window
+        #          cuts the bootstrap); every other window is already cut (t5: n > 2 steps left)
+        #   n = 6: nothing left to add, as n = 3
+        r = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+        d = jnp.array([0.5, 0.5, 0.0, 0.5, 0.5, 0.5, 0.5])
+        done = jnp.array([False, False, True, False, True, False, False])
+        nv = jnp.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0])
+        f = self.variant(adv.nstep_targets, static_argnums=(4,))
+        want = {1: [6, 12, 3, 24, 30, 36, 42], 2: [7, 3.5, 3, 19, 30, 27, 42],
+                3: [2.75, 3.5, 3, 19, 30, 27, 42], 6: [2.75, 3.5, 3, 19, 30, 27, 42]}
+        for n, w in want.items():
+            np.testing.assert_allclose(f(r, d, done, nv, n), w, rtol=1e-6, err_msg=f"n={n}")
+            np.testing.assert_allclose(ref.nstep_targets(*map(np.asarray, (r, d, done, nv)), n), w, rtol=1e-12)
+        # [T, N]: the episodes above as a column beside one with no end at all (d = .5), where
+        # n = 3 from t = 5 runs out of batch (2 steps left): 6 + .5*7 + .25*70 = 27 again
+        got = f(jnp.stack([r, r], 1), jnp.stack([d, jnp.full(7, 0.5)], 1), jnp.stack([done, jnp.zeros(7, bool)], 1),
+                jnp.stack([nv, nv], 1), 3)
+        np.testing.assert_allclose(got[:, 0], want[3], rtol=1e-6)
+        # column 1 by hand: G^(3)_t = r_t + .5 r_{t+1} + .25 r_{t+2} + .125 V'_{t+2} (cut at T - 1)
+        col1 = [1 + 1 + .75 + .125 * 30, 2 + 1.5 + 1 + .125 * 40, 3 + 2 + 1.25 + .125 * 50,
+                4 + 2.5 + 1.5 + .125 * 60, 5 + 3 + 1.75 + .125 * 70, 27, 42]
+        np.testing.assert_allclose(got[:, 1], col1, rtol=1e-6)
+
     def test_long_horizon_equals_bootstrapped_reward_to_go(self):
         b = _batch(5)
         args = (b["rewards"], b["discounts"], b["dones"], b["next_values"])
@@ -135,6 +168,31 @@ class MaskAndNormalizeTest(chex.TestCase):
         np.testing.assert_array_equal(m, _cols(ref.complete_episode_mask, b["dones"]))
         m2 = self.variant(adv.complete_episode_mask)(b["dones"], b["episode_step"])
         np.testing.assert_array_equal(m2, _cols(ref.complete_episode_mask, b["dones"], b["episode_step"]))
+
+    @variants
+    def test_complete_episode_mask_hand_checked(self):
+        # T = 7: an episode ends at t=1, another at t=4, the last runs past the batch end.
+        done = jnp.array([False, True, False, False, True, False, False])
+        f = self.variant(adv.complete_episode_mask)
+        # ends inside the batch: steps 0-4 yes, steps 5-6 no
+        np.testing.assert_array_equal(f(done), [1, 1, 1, 1, 1, 0, 0])
+        # the first episode started 3 steps before the batch (episode_step 3, 4 at t = 0, 1):
+        # step t started inside iff episode_step[t] <= t, so steps 0-1 are dropped
+        np.testing.assert_array_equal(f(done, jnp.array([3, 4, 0, 1, 2, 0, 1])), [0, 0, 1, 1, 1, 0, 0])
+        # ... and it started exactly at t = 0: kept
+        np.testing.assert_array_equal(f(done, jnp.array([0, 1, 0, 1, 2, 0, 1])), [1, 1, 1, 1, 1, 0, 0])
+        # only the last step ends an episode: everything counts; no end at all: nothing does
+        last = jnp.zeros(7, bool).at[-1].set(True)
+        np.testing.assert_array_equal(f(jnp.stack([last, jnp.zeros(7, bool)], 1)), np.stack([np.ones(7), np.zeros(7)], 1))
+        # a truncation ends an episode as a termination does (dones = terminated | truncated)
+        np.testing.assert_array_equal(f(done[:, None] | last[:, None]), np.ones((7, 1)))
+
+    @variants
+    def test_discount_weights_match_numpy(self):
+        b = _batch(8)
+        got = self.variant(adv.discount_weights)(0.97, b["episode_step"])
+        want = np.array([[0.97 ** int(k) for k in row] for row in b["episode_step"]])
+        np.testing.assert_allclose(got, want, rtol=1e-5)
 
     @variants
     def test_normalize(self):

@@ -3,7 +3,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg.core.normalize import RunningMeanStd
 from purejaxpg.envs import VecEnv, env_names, make_env, rescale_action
 
 
@@ -75,15 +74,3 @@ def test_action_rescaling_to_box_bounds():
     assert not venv.action_spec.discrete and venv.action_spec.num_actions == 1
     np.testing.assert_allclose(venv._env_action(jnp.array([[-1.0], [0.5], [9.0]])).reshape(-1), [-2.0, 1.0, 2.0])
 
-
-def test_running_mean_std_matches_numpy():
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(3.0, 2.0, size=(50, 3)).astype(np.float32) for _ in range(4)]
-    rms = RunningMeanStd.create((3,))
-    for b in batches:
-        rms = rms.update(jnp.asarray(b))
-    allx = np.concatenate(batches)
-    np.testing.assert_allclose(rms.mean, allx.mean(0), rtol=1e-4)
-    np.testing.assert_allclose(rms.var, allx.var(0), rtol=1e-3)
-    z = np.asarray(rms.normalize(jnp.asarray(allx)))
-    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)

@@ -68,6 +68,41 @@ class ReplayTest(chex.TestCase):
                 assert set(ids.tolist()) == valid  # 4096 draws reach every valid slot
             np.testing.assert_array_equal(np.asarray(got["obs"])[:, 0], ids)  # rows stay together
 
+    @variants
+    def test_init_is_an_empty_buffer_shaped_like_the_example(self):
+        buf = self.variant(lambda: replay.init(EXAMPLE, 5))()
+        assert buf.capacity == 5 and int(buf.pos) == 0 and int(buf.size) == 0
+        for k, spec in EXAMPLE.items():
+            assert buf.data[k].shape == (5,) + spec.shape and buf.data[k].dtype == spec.dtype, k
+            np.testing.assert_array_equal(buf.data[k], np.zeros((5,) + spec.shape, spec.dtype))
+        # a concrete example entry works as well as ShapeDtypeStructs
+        concrete = replay.init({"x": np.ones((2, 3), np.float16)}, 4)
+        assert concrete.data["x"].shape == (4, 2, 3) and concrete.data["x"].dtype == np.float16
+        with pytest.raises(ValueError, match="positive integer"):
+            replay.init(EXAMPLE, 0)
+
+    @variants
+    def test_sample_is_the_rows_at_sample_indices(self):
+        # sample(buf, key, n) must equal NumPy fancy indexing of the stored arrays at
+        # sample_indices(buf, key, n), and those indices must lie in [0, size)
+        batches = [_batch(1 + 3 * i, 3) for i in range(5)]  # 15 entries into 9 slots: wrapped
+        buf = replay.init(EXAMPLE, 9)
+        for b in batches:
+            buf = replay.add(buf, jax.tree_util.tree_map(jnp.asarray, b))
+        want_store, _, size = _numpy_ring(9, batches)
+        key = jax.random.PRNGKey(5)
+        idx = np.asarray(self.variant(replay.sample_indices, static_argnums=2)(buf, key, 500))
+        assert idx.dtype.kind == "i" and idx.min() >= 0 and idx.max() < size and len(set(idx.tolist())) == size
+        got = self.variant(replay.sample, static_argnums=2)(buf, key, 500)
+        for k in want_store:
+            np.testing.assert_array_equal(got[k], want_store[k][idx], err_msg=k)
+        # a partly filled buffer: only [0, size) is drawn; an empty one gives slot 0
+        part = replay.add(replay.init(EXAMPLE, 9), jax.tree_util.tree_map(jnp.asarray, _batch(1, 2)))
+        idx = np.asarray(self.variant(replay.sample_indices, static_argnums=2)(part, key, 200))
+        assert set(idx.tolist()) == {0, 1}
+        empty = self.variant(replay.sample_indices, static_argnums=2)(replay.init(EXAMPLE, 9), key, 10)
+        np.testing.assert_array_equal(empty, np.zeros(10))
+
     def test_sampling_is_uniform_over_valid_slots(self):
         buf = replay.add(replay.init(EXAMPLE, 32), jax.tree_util.tree_map(jnp.asarray, _batch(1, 10)))
         ids = np.asarray(replay.sample(buf, jax.random.PRNGKey(0), 20000)["action"])

@@ -95,7 +95,12 @@ def explained_variance(values, targets, mask=None):
         return masked_mean((x - m) ** 2, mask)
 
     vt = var(targets)
-    return jnp.where(vt > 0, 1.0 - var(targets - values) / jnp.where(vt > 0, vt, 1.0), 0.0)
+    # Constant targets are detected exactly (every selected target equals the first selected
+    # one): vt alone is not 0 for them, since the float32 mean of 0.1s is off by an ulp.
+    sel = jnp.ones(targets.shape, bool) if mask is None else mask > 0
+    first = targets.reshape(-1)[jnp.argmax(sel.reshape(-1))]
+    varies = jnp.any(sel & (targets != first)) & (vt > 0)
+    return jnp.where(varies, 1.0 - var(targets - values) / jnp.where(varies, vt, 1.0), 0.0)
 
 
 # ---- SAC ----------------------------------------------------------------------------
