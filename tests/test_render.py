@@ -3,6 +3,7 @@ loop, and ``purejaxpg eval DIR --gif`` end to end (the episode is the run's own 
 episode: same policy, normalisation and key)."""
 import dataclasses
 import json
+import math
 import os
 import re
 
@@ -20,8 +21,8 @@ TINY_PPO = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timeste
             "update_epochs": 1, "num_minibatches": 1, "num_eval_episodes": 1, "normalize_obs": True}  # 4 updates
 
 
-def _state(env_name, **fields):
-    """A gymnax env state with the given fields (the others 0) and the env's default params."""
+def _module(env_name):
+    """The gymnax module of a classic-control env."""
     from gymnax.environments.classic_control import (
         acrobot,
         cartpole,
@@ -30,12 +31,24 @@ def _state(env_name, **fields):
         pendulum,
     )
 
-    module = {"CartPole-v1": cartpole, "Pendulum-v1": pendulum, "Acrobot-v1": acrobot, "MountainCar-v0": mountain_car,
-              "MountainCarContinuous-v0": continuous_mountain_car}[env_name]
+    return {"CartPole-v1": cartpole, "Pendulum-v1": pendulum, "Acrobot-v1": acrobot, "MountainCar-v0": mountain_car,
+            "MountainCarContinuous-v0": continuous_mountain_car}[env_name]
+
+
+def _states(env_name, n, **fields):
+    """``n`` gymnax env states stacked on a leading axis (the given fields broadcast, the others 0)
+    and the env's default params."""
+    module = _module(env_name)
     names = [f.name for f in dataclasses.fields(module.EnvState)]
     assert set(fields) <= set(names), (fields, names)
-    state = module.EnvState(**{n: np.float32(fields.get(n, 0.0)) for n in names})
+    state = module.EnvState(**{k: np.broadcast_to(np.asarray(fields.get(k, 0.0), np.float32), (n,)) for k in names})
     return state, make_env(env_name)[1]
+
+
+def _state(env_name, **fields):
+    """A gymnax env state with the given fields (the others 0) and the env's default params."""
+    states, params = _states(env_name, 1, **fields)
+    return jax.tree_util.tree_map(lambda a: a[0], states), params
 
 
 def _pixels(img, color):
@@ -49,87 +62,194 @@ def _centre(img, color):
     return rows.mean(), cols.mean()
 
 
+def _pixel(x, y, xlim, ybottom, width=400, height=300):
+    """(row, col) of the world point (x, y) in a frame showing ``xlim`` across and y from
+    ``ybottom`` up, at the same scale (column c covers x0 + [c, c + 1] * scale)."""
+    scale = (xlim[1] - xlim[0]) / width
+    return height - (y - ybottom) / scale - 0.5, (x - xlim[0]) / scale - 0.5
+
+
+def _angle_from_up(origin, point, clockwise=True):
+    """Angle of the image vector origin -> point (both (row, col)) from straight up."""
+    d_row, d_col = point[0] - origin[0], point[1] - origin[1]
+    return math.atan2(d_col if clockwise else -d_col, -d_row)
+
+
+PALETTE = {render.WHITE, render.TRACK, render.CART, render.POLE, render.AXLE, render.ROD, render.LINK, render.JOINT,
+           render.GROUND, render.CAR, render.WHEEL, render.FLAG, render.TEXT}
+
+
 @pytest.mark.parametrize("env_name", render.renderable_envs())
 def test_frame_shape_and_dtype(env_name):
     state, params = _state(env_name)
-    for width, height in ((400, 300), (160, 120)):
+    for width, height in ((400, 300), (160, 120), (333, 217)):
         img = render.FRAMES[env_name](state, params, width, height)
         chex.assert_shape(img, (height, width, 3))
         assert img.dtype == np.uint8
-        assert len(np.unique(img.reshape(-1, 3), axis=0)) >= 3  # background and at least two shapes
+        colors = {tuple(int(v) for v in c) for c in np.unique(img.reshape(-1, 3), axis=0)}
+        assert len(colors) >= 3  # background and at least two shapes
+        assert colors <= PALETTE  # nothing antialiased: only the drawing colours
 
 
-def test_cartpole_geometry():
-    frames = {x: render.cartpole_frame(*_state("CartPole-v1", x=x, theta=0.0)) for x in (-1.0, 0.0, 1.0)}
-    cols = [_centre(frames[x], render.CART)[1] for x in (-1.0, 0.0, 1.0)]
-    assert cols[0] < cols[1] - 20 and cols[1] < cols[2] - 20  # the cart moves right with x
-    assert abs(cols[1] - 199.5) < 1.0  # x = 0 is the middle of a 400-pixel frame
-    np.testing.assert_allclose(cols[2] - cols[1], cols[1] - cols[0], atol=1.0)  # linear in x
-    # theta = 0: an upright pole, centred on the cart and above it
-    rows_p, cols_p = _pixels(frames[1.0], render.POLE)
-    cart_row = _centre(frames[1.0], render.CART)[0]
-    assert np.ptp(cols_p) <= 12 and abs(cols_p.mean() - cols[2]) < 1.0
-    assert np.ptp(rows_p) > 50 and rows_p.max() < cart_row
-    # theta > 0 leans right, theta < 0 left
-    right = render.cartpole_frame(*_state("CartPole-v1", x=0.0, theta=0.3))
-    left = render.cartpole_frame(*_state("CartPole-v1", x=0.0, theta=-0.3))
-    top = lambda img: _pixels(img, render.POLE)[1][np.argmin(_pixels(img, render.POLE)[0])]
-    assert top(right) > cols[1] + 10 and top(left) < cols[1] - 10
+# The frames' world coordinates (400 x 300 pixels, default params): CartPole shows 1.2 x the
+# track, the track a quarter up; Pendulum and Acrobot centre the pivot, 1.25 rod lengths and
+# 1.1 x the two links above and below it; MountainCar spans [min_position, max_position] from y = -0.15.
+CARTPOLE = dict(xlim=(-2.88, 2.88), ybottom=-0.25 * 5.76 * 0.75)
+PENDULUM = dict(xlim=(-1.25 * 4 / 3, 1.25 * 4 / 3), ybottom=-1.25)
+ACROBOT = dict(xlim=(-2.2 * 4 / 3, 2.2 * 4 / 3), ybottom=-2.2)
+MOUNTAIN_CAR = dict(xlim=(-1.2, 0.6), ybottom=-0.15)
 
 
-def test_pendulum_geometry():
-    def rod(theta):
-        img = render.pendulum_frame(*_state("Pendulum-v1", theta=theta, last_u=0.0))
-        return _centre(img, render.ROD)
+def test_cartpole_cart_and_track():
+    limit = float(make_env("CartPole-v1")[1].x_threshold)
+    for x in (-limit, -1.0, 0.0, 1.0, limit):  # the cart is centred on x, its middle 0.15 above the track
+        row, col = _centre(render.cartpole_frame(*_state("CartPole-v1", x=x)), render.CART)
+        exp_row, exp_col = _pixel(x, 0.15, **CARTPOLE)
+        assert abs(col - exp_col) < 1.0 and abs(row - exp_row) < 2.0, (x, row, col, exp_row, exp_col)
+    img = render.cartpole_frame(*_state("CartPole-v1"))
+    cols = _pixels(img, render.TRACK)[1]
+    (row, left), right = _pixel(-limit, -0.02, **CARTPOLE), _pixel(limit, 0, **CARTPOLE)[1]
+    assert abs(cols.min() - left) < 3 and abs(cols.max() - right) < 3  # the track ends at -/+ x_threshold
+    assert np.all(img[round(row), round(left):round(right)] == np.asarray(render.TRACK, np.uint8))  # unbroken
 
-    pivot_row, pivot_col = 149.5, 199.5  # the pivot is the frame's centre
-    up, down, ccw = rod(0.0), rod(np.pi), rod(np.pi / 2)
-    assert up[0] < pivot_row - 30 and abs(up[1] - pivot_col) < 2  # theta = 0 points up
-    assert down[0] > pivot_row + 30 and abs(down[1] - pivot_col) < 2
-    assert ccw[1] < pivot_col - 30 and abs(ccw[0] - pivot_row) < 2  # positive angles turn counter-clockwise
+
+@pytest.mark.parametrize("theta", [0.0, 0.3, -0.3, 1.2, -1.2])
+def test_cartpole_pole(theta):
+    """theta = 0 is upright, theta > 0 leans right: the pole's pixels lie on that side of the
+    cart's centre, along the direction theta from the axle."""
+    img = render.cartpole_frame(*_state("CartPole-v1", x=0.5, theta=theta))
+    rows, cols = _pixels(img, render.POLE)
+    cart_row, cart_col = _pixel(0.5, 0.15, **CARTPOLE)  # the cart's middle
+    axle = _centre(img, render.AXLE)
+    assert rows.size > 200 and rows.max() < cart_row  # the pole rises from the axle, above the cart's middle
+    if theta > 0:
+        assert cols.min() > cart_col - 4 and cols.mean() > cart_col + 10
+    elif theta < 0:
+        assert cols.max() < cart_col + 4 and cols.mean() < cart_col - 10
+    else:
+        assert abs(cols.mean() - cart_col) < 1 and np.ptp(cols) < 10
+    assert abs(_angle_from_up(axle, (rows.mean(), cols.mean())) - theta) < 0.05
 
 
-def test_acrobot_geometry():
-    hanging = render.acrobot_frame(*_state("Acrobot-v1", joint_angle1=0.0, joint_angle2=0.0))
+@pytest.mark.parametrize("theta", [0.0, np.pi, np.pi / 2, -np.pi / 2, 0.7])
+def test_pendulum_rod(theta):
+    """theta = 0 points up from the pivot (the frame's centre), positive angles turn
+    counter-clockwise: the rod's tip is above the pivot at 0, below it at pi, left at pi/2."""
+    img = render.pendulum_frame(*_state("Pendulum-v1", theta=theta))
+    rows, cols = _pixels(img, render.ROD)
+    pivot = _pixel(0.0, 0.0, **PENDULUM)
+    reach = np.hypot(rows - pivot[0], cols - pivot[1]).max()
+    assert abs(reach - 1.1 * 120) < 2  # the rod is 1 long with a round end of 0.1, 120 pixels per unit
+    if theta == 0.0:
+        assert rows.max() < pivot[0] + 15 and rows.min() < pivot[0] - 100
+    if theta == np.pi:
+        assert rows.min() > pivot[0] - 15 and rows.max() > pivot[0] + 100
+    delta = (_angle_from_up(pivot, (rows.mean(), cols.mean()), clockwise=False) - theta + np.pi) % (2 * np.pi) - np.pi
+    assert abs(delta) < 0.03
+
+
+@pytest.mark.parametrize("last_u", [2.0, -1.0, 0.0])
+def test_pendulum_torque_bar(last_u):
+    """The bar under the pivot runs from the middle to last_u / max_torque of 0.8 rod lengths."""
+    rows, cols = _pixels(render.pendulum_frame(*_state("Pendulum-v1", last_u=last_u)), render.TRACK)
+    if last_u == 0.0:
+        assert rows.size == 0
+        return
+    ends = sorted([0.0, 0.8 * last_u / 2.0])
+    assert abs(cols.min() - _pixel(ends[0], 0, **PENDULUM)[1]) < 1.5
+    assert abs(cols.max() - _pixel(ends[1], 0, **PENDULUM)[1]) < 1.5
+    assert rows.min() > _pixel(0, -1.05, **PENDULUM)[0]  # under the swing of the rod
+
+
+def test_acrobot_links():
+    pivot_row, pivot_col = _pixel(0.0, 0.0, **ACROBOT)
+    goal_row = _pixel(0.0, 1.0, **ACROBOT)[0]
+    unit = 300 / 4.4  # pixels per world unit; the links are 1 long
+
+    # joint angles 0: both links hang straight down from the pivot
+    hanging = render.acrobot_frame(*_state("Acrobot-v1"))
     rows, cols = _pixels(hanging, render.LINK)
-    assert rows.min() >= 149 - 10 and np.ptp(cols) <= 16  # both links straight down from the pivot
-    up = render.acrobot_frame(*_state("Acrobot-v1", joint_angle1=np.pi, joint_angle2=0.0))
-    rows_up = _pixels(up, render.LINK)[0]
-    goal_row = 149.5 - 1.0 * 300 / (2 * 1.1 * 2.0)  # tip height 1 on a frame 2 x 1.1 x 2 units tall
-    assert rows_up.max() <= 149 + 10 and rows_up.min() < goal_row  # straight up: the tip above the goal line
-    bent = render.acrobot_frame(*_state("Acrobot-v1", joint_angle1=0.0, joint_angle2=np.pi / 2))
-    rows_b, cols_b = _pixels(bent, render.LINK)
-    elbow_row = 149.5 + 300 / (2 * 1.1 * 2.0)  # one link length below the pivot
-    assert cols_b.max() > 199.5 + 40  # the second link turns right, level with the elbow
-    assert abs(rows_b[cols_b > 199.5 + 40].mean() - elbow_row) < 2
+    assert np.all(np.abs(cols - pivot_col) < 6) and rows.min() > pivot_row - 6
+    assert abs(rows.max() - (pivot_row + 2.075 * unit)) < 2  # two links and a round end below the pivot
+    joints = _pixels(hanging, render.JOINT)[0]
+    assert abs(joints.max() - (pivot_row + 1.08 * unit)) < 2  # the elbow joint one link down
+
+    # the dashed goal line at height 1, across the frame
+    rows, cols = _pixels(hanging, render.TRACK)
+    assert np.all(np.abs(rows - goal_row) < 2) and cols.min() < 20 and cols.max() > 380
+    assert 100 < len(np.unique(cols)) < 350  # dashes: gaps between them
+
+    # joint_angle1 = pi: straight up, the tip above the goal line
+    rows = _pixels(render.acrobot_frame(*_state("Acrobot-v1", joint_angle1=np.pi)), render.LINK)[0]
+    assert rows.max() < pivot_row + 6 and rows.min() < goal_row - 10
+
+    # joint_angle1 = pi / 2 swings both links out to the right (counter-clockwise from hanging)
+    rows, cols = _pixels(render.acrobot_frame(*_state("Acrobot-v1", joint_angle1=np.pi / 2)), render.LINK)
+    assert np.all(np.abs(rows - pivot_row) < 6) and abs(cols.max() - (pivot_col + 2.075 * unit)) < 2
+
+    # joint_angle2 is relative to the first link: pi / 2 turns the second link right, level with the elbow
+    rows, cols = _pixels(render.acrobot_frame(*_state("Acrobot-v1", joint_angle2=np.pi / 2)), render.LINK)
+    elbow_row = pivot_row + unit
+    assert cols.max() > pivot_col + unit and abs(rows[cols > pivot_col + 10].mean() - elbow_row) < 2
 
 
 @pytest.mark.parametrize("env_name", ["MountainCar-v0", "MountainCarContinuous-v0"])
-def test_mountain_car_geometry(env_name):
-    def car(position):
-        img = render.mountain_car_frame(*_state(env_name, position=position, velocity=0.0))
-        return _centre(img, render.CAR)
+@pytest.mark.parametrize("position", [-1.1, -np.pi / 6, -0.2, 0.45])
+def test_mountain_car_on_the_hill(env_name, position):
+    """The car sits on the hill 0.45 sin(3x) + 0.55 at ``position`` (its middle 0.07 above
+    the hill along the normal), tilted along the slope."""
+    img = render.mountain_car_frame(*_state(env_name, position=position))
+    rows, cols = _pixels(img, render.CAR)
+    slope = math.atan(1.35 * math.cos(3 * position))
+    middle = (position - 0.07 * math.sin(slope), 0.45 * math.sin(3 * position) + 0.55 + 0.07 * math.cos(slope))
+    exp_row, exp_col = _pixel(*middle, **MOUNTAIN_CAR)
+    assert abs(cols.mean() - exp_col) < 2 and abs(rows.mean() - exp_row) < 3, (rows.mean(), cols.mean(), exp_row,
+                                                                              exp_col)
+    cov = np.cov(np.stack([cols, -rows]))  # the car's long axis: the principal axis of its pixels
+    axis = np.linalg.eigh(cov)[1][:, -1]
+    tilt = math.atan(axis[1] / axis[0])
+    assert abs(tilt - slope) < 0.1, (tilt, slope)
+    ground_rows, ground_cols = _pixels(img, render.GROUND)
+    left_end = _pixel(-1.2, 0.45 * math.sin(-3.6) + 0.55, **MOUNTAIN_CAR)[0]
+    assert abs(ground_rows[ground_cols == 0].min() - left_end) < 2  # the ground up to the hill, at the left end
 
-    valley, left, goal = car(-np.pi / 6), car(-1.0), car(0.45)
-    assert left[1] < valley[1] < goal[1]  # position moves the car right
-    assert goal[0] < valley[0] - 50 and left[0] < valley[0]  # both slopes are higher than the valley
+
+@pytest.mark.parametrize("env_name", ["MountainCar-v0", "MountainCarContinuous-v0"])
+def test_mountain_car_flag(env_name):
     _, params = make_env(env_name)
-    flag_col = _centre(render.mountain_car_frame(*_state(env_name)), render.FLAG)[1]
-    expected = (float(params.goal_position) + 1.2) / 1.8 * 400  # the flag is at goal_position
-    assert expected < flag_col < expected + 20
+    goal = float(params.goal_position)
+    rows, cols = _pixels(render.mountain_car_frame(*_state(env_name)), render.FLAG)
+    g_row, g_col = _pixel(goal, 0.45 * math.sin(3 * goal) + 0.55, **MOUNTAIN_CAR)
+    assert g_col - 1 < cols.min() and cols.max() < g_col + 0.07 * 400 / 1.8 + 1  # right of the pole at goal_position
+    assert rows.max() < g_row - 0.1 * 400 / 1.8  # on the pole, above the hill
 
 
 def test_step_numbers_make_frames_distinct():
-    blank = np.full((20, 60, 3), 255, np.uint8)
-    stamps = []
-    for n in range(10):
-        img = blank.copy()
-        render.stamp_number(img, n)
-        stamps.append(img)
-    assert len({s.tobytes() for s in stamps}) == 10
-    two = blank.copy()
-    render.stamp_number(two, 12)
-    assert (two != 255).any(axis=-1).sum() > (stamps[1] != 255).any(axis=-1).sum()
+    """render_frames labels frame t with t in the top left corner: frames of one repeated
+    state differ there only."""
+    states, params = _states("CartPole-v1", 12, x=0.3, theta=0.1)
+    frames = render.render_frames("CartPole-v1", states, params, 12)
+    assert len({f.tobytes() for f in frames}) == 12
+    plain = render.cartpole_frame(*_state("CartPole-v1", x=0.3, theta=0.1))
+    for t, f in enumerate(frames):
+        rows, cols = np.nonzero(np.any(f != plain, axis=-1))
+        assert rows.max() < 25 and cols.max() < 6 + 10 * len(str(t))  # the number only
+        assert np.all(f[rows, cols] == np.asarray(render.TEXT, np.uint8))
+
+
+@pytest.mark.parametrize("env_name", render.renderable_envs())
+def test_one_figure_draws_each_state_afresh(env_name):
+    """render_frames reuses one figure for an episode: apart from the step number each frame
+    is the frame drawn on its own (nothing left over from the previous state)."""
+    rng = np.random.default_rng(0)
+    names = [f.name for f in dataclasses.fields(_module(env_name).EnvState) if f.name != "time"]
+    states, params = _states(env_name, 4, **{k: rng.uniform(-1.0, 1.0, 4) for k in names})
+    frames = render.render_frames(env_name, states, params, 4, 160, 120)
+    for t, f in enumerate(frames):
+        alone = render.FRAMES[env_name](jax.tree_util.tree_map(lambda a: a[t], states), params, 160, 120)
+        f, alone = f.copy(), alone.copy()
+        f[:25, :40] = alone[:25, :40] = 0
+        np.testing.assert_array_equal(f, alone)
 
 
 def test_record_episode_matches_a_plain_loop():
@@ -230,6 +350,15 @@ def _gif_frames(path):
     with Image.open(path) as im:
         assert im.format == "GIF" and im.info.get("loop") == 0
         return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
+
+
+def test_gif_holds_the_frames_exactly(tmp_path):
+    """Frames have few colours (nothing is antialiased), so the GIF's palette keeps them exactly."""
+    states, params = _states("MountainCar-v0", 5, position=np.linspace(-1.1, 0.4, 5))
+    frames = render.render_frames("MountainCar-v0", states, params, 5, 160, 120)
+    path = str(tmp_path / "mc.gif")
+    render.write_gif(path, frames, render.DURATION_MS["MountainCar-v0"])
+    np.testing.assert_array_equal(np.stack(_gif_frames(path)), np.stack(frames))
 
 
 def test_cli_gif_of_a_chunked_cartpole_run(tmp_path, capsys):

@@ -15,18 +15,20 @@ action ``t`` was taken (the terminal state itself is reset away by gymnax and no
 With the run's evaluation key the episode is the one ``train.evaluate`` plays with
 ``num_eval_episodes=1``.
 
-Drawing is plain NumPy: every shape (rectangle, convex polygon, disk, thick segment,
-the region under a curve) is a boolean mask over the pixel centres of its bounding box, in
-world coordinates with equal scale on both axes. A small 3x5 digit font stamps the step number in the top
-left corner, so no two frames are identical (Pillow would otherwise merge repeated
-frames). Frames are ``uint8 [height, width, 3]`` RGB arrays.
+Drawing is matplotlib's Agg backend (a ``Figure`` with its own ``FigureCanvasAgg``, no
+pyplot state): one axes fills the figure, in world coordinates with equal scale on both
+axes. A ``Scene`` draws an env's fixed parts once and moves its artists from state to
+state, so an episode reuses one figure. The step number is written in the top left
+corner, so no two frames are identical (Pillow would otherwise merge repeated frames).
+Nothing is antialiased: a frame holds only the few colours below, so its GIF palette (at
+most 256 colours) is exact. Frames are ``uint8 [height, width, 3]`` RGB arrays.
 
 Drawing conventions (from each environment's dynamics):
 
 * CartPole-v1: ``x`` the cart position on a track drawn between ``-x_threshold`` and
   ``+x_threshold``; ``theta = 0`` is an upright pole, ``theta > 0`` leans right.
 * Pendulum-v1: ``theta = 0`` points up, positive angles turn counter-clockwise; a bar
-  under the pivot shows the last torque ``last_u``.
+  under the pivot shows the last torque ``last_u`` (positive to the right).
 * Acrobot-v1: ``joint_angle1 = 0`` hangs straight down, ``joint_angle2`` is relative to
   the first link; the dashed line is the height the tip must pass to finish.
 * MountainCar-v0 / MountainCarContinuous-v0: the hill ``0.45 sin(3x) + 0.55`` (its slope
@@ -41,6 +43,10 @@ import os
 from typing import Callable
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, Polygon, Rectangle
 
 # ---- colours (RGB) -----------------------------------------------------------------
 
@@ -58,148 +64,151 @@ WHEEL = (80, 80, 80)
 FLAG = (220, 190, 0)
 TEXT = (0, 0, 0)
 
-
-class Canvas:
-    """A ``height x width`` RGB image addressed in world coordinates (y up), with the same
-    scale on both axes: ``xlim`` spans the width, the visible y range starts at ``ybottom``."""
-
-    def __init__(self, width: int, height: int, xlim, ybottom: float, background=WHITE):
-        self.width, self.height = int(width), int(height)
-        self.scale = (xlim[1] - xlim[0]) / self.width  # world units per pixel
-        self.x0, self.y0 = float(xlim[0]), float(ybottom)
-        self.img = np.empty((self.height, self.width, 3), np.uint8)
-        self.img[:] = background
-        xs = self.x0 + (np.arange(self.width) + 0.5) * self.scale
-        ys = self.y0 + (self.height - np.arange(self.height) - 0.5) * self.scale  # row 0 on top
-        self.X, self.Y = np.meshgrid(xs, ys)  # pixel centres, [H, W] each
-
-    def to_pixel(self, x: float, y: float) -> tuple:
-        """(column, row) of the world point (x, y), as floats."""
-        return (x - self.x0) / self.scale - 0.5, self.height - (y - self.y0) / self.scale - 0.5
-
-    def window(self, xmin, xmax, ymin, ymax):
-        """Index of the pixels whose centres may lie in the world box (each shape tests only
-        the pixels of its bounding box)."""
-        c0 = int(np.floor((xmin - self.x0) / self.scale)) - 1
-        c1 = int(np.ceil((xmax - self.x0) / self.scale)) + 1
-        r0 = int(np.floor(self.height - (ymax - self.y0) / self.scale)) - 1
-        r1 = int(np.ceil(self.height - (ymin - self.y0) / self.scale)) + 1
-        return np.s_[max(0, r0):max(0, min(self.height, r1)), max(0, c0):max(0, min(self.width, c1))]
-
-    def paint(self, box, inside: Callable, color) -> None:
-        """Colour the pixels of ``box`` whose centres (X, Y) satisfy ``inside(X, Y)``."""
-        X, Y = self.X[box], self.Y[box]
-        if X.size:
-            self.img[box][inside(X, Y)] = color  # img[box] is a view
-
-    def rect(self, x0, y0, x1, y1, color) -> None:
-        xa, xb, ya, yb = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
-        self.paint(self.window(xa, xb, ya, yb), lambda X, Y: (X >= xa) & (X <= xb) & (Y >= ya) & (Y <= yb), color)
-
-    def polygon(self, points, color) -> None:
-        """A convex polygon (vertices in either orientation)."""
-        p = np.asarray(points, np.float64)
-        area = np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])
-        if area < 0:
-            p = p[::-1]
-
-        def inside(X, Y):
-            mask = np.ones(X.shape, bool)
-            for (ax, ay), (bx, by) in zip(p, np.roll(p, -1, axis=0)):
-                mask &= (bx - ax) * (Y - ay) - (by - ay) * (X - ax) >= 0  # left of each edge
-            return mask
-
-        self.paint(self.window(p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()), inside, color)
-
-    def disk(self, cx, cy, r, color) -> None:
-        self.paint(self.window(cx - r, cx + r, cy - r, cy + r),
-                   lambda X, Y: (X - cx) ** 2 + (Y - cy) ** 2 <= r * r, color)
-
-    def segment(self, ax, ay, bx, by, width, color) -> None:
-        """A segment of the given world width with round ends."""
-        dx, dy, h = bx - ax, by - ay, width / 2
-
-        def inside(X, Y):
-            t = np.clip(((X - ax) * dx + (Y - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
-            return (X - ax - t * dx) ** 2 + (Y - ay - t * dy) ** 2 <= h * h
-
-        self.paint(self.window(min(ax, bx) - h, max(ax, bx) + h, min(ay, by) - h, max(ay, by) + h), inside, color)
-
-    def under(self, f: Callable, xmin, xmax, color) -> None:
-        """The region below the curve y = f(x) for xmin <= x <= xmax."""
-        box = self.window(xmin, xmax, self.y0, self.y0 + self.height * self.scale)
-        # X is constant down each column: evaluate f once per column
-        self.paint(box, lambda X, Y: (Y <= f(X[:1])) & (X >= xmin) & (X <= xmax), color)
+DPI = 100  # pixels per inch of the figure: sets the size of the step number (10 points: 14 pixels)
 
 
-# 3x5 bitmaps of the digits, one string of 15 bits (rows top to bottom) per digit.
-_DIGITS = ("111101101101111", "010110010010111", "111001111100111", "111001111001111", "101101111001001",
-           "111100111001111", "111100111101111", "111001001001001", "111101111101111", "111101111001111")
+def _rgb(color) -> tuple:
+    """A 0-255 RGB colour as matplotlib's 0-1 floats."""
+    return tuple(v / 255 for v in color)
 
 
-def stamp_number(img: np.ndarray, n: int, left: int = 6, top: int = 6, size: int = 2, color=TEXT) -> None:
-    """Write the non-negative integer ``n`` into ``img`` (in place) with the 3x5 digit font."""
-    for i, ch in enumerate(str(int(n))):
-        glyph = np.array([int(b) for b in _DIGITS[int(ch)]], bool).reshape(5, 3)
-        block = np.kron(glyph, np.ones((size, size), bool))
-        x = left + i * 4 * size
-        region = img[top:top + 5 * size, x:x + 3 * size]
-        region[block[:region.shape[0], :region.shape[1]]] = color
+class Scene:
+    """A ``width x height`` pixel figure drawing states of one env: ``draw(ax, params)``
+    sets the world coordinates (see ``_world``), adds the env's artists and returns
+    ``update(state)``, which moves them to a state."""
+
+    def __init__(self, draw: Callable, params, width: int, height: int):
+        self.figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor=_rgb(WHITE))
+        self.canvas = FigureCanvasAgg(self.figure)
+        ax = self.figure.add_axes((0, 0, 1, 1))
+        ax.set_axis_off()
+        self.update = draw(ax, params)
+        self.label = ax.text(0.015, 0.985, "", transform=ax.transAxes, ha="left", va="top", fontsize=10,
+                             color=_rgb(TEXT), antialiased=False, zorder=10)
+
+    def frame(self, state, label: str = "") -> np.ndarray:
+        """The ``uint8 [height, width, 3]`` image of ``state``, with ``label`` in the top left corner."""
+        self.update(state)
+        self.label.set_text(label)
+        self.canvas.draw()
+        return np.asarray(self.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def _world(ax, x0: float, x1: float, y0: float) -> None:
+    """Show world x from ``x0`` to ``x1`` across the axes and world y from ``y0`` up, with the
+    same scale on both axes."""
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y0 + (x1 - x0) * _aspect(ax))
+
+
+def _aspect(ax) -> float:
+    """Height over width of the axes, in pixels."""
+    width, height = ax.figure.bbox.size
+    return height / width
+
+
+def _points(ax, world: float) -> float:
+    """A length in world units as a line width in points (after ``_world``)."""
+    x0, x1 = ax.get_xlim()
+    return world * ax.figure.bbox.width / (x1 - x0) * 72 / ax.figure.dpi
+
+
+def _rect(ax, x, y, w, h, color, **kw) -> Rectangle:
+    """A ``w x h`` rectangle from its lower left corner ``(x, y)``. Patches (also ``_disk``,
+    ``_polygon``) are filled without an edge line: they cover exactly their world geometry."""
+    return ax.add_patch(Rectangle((x, y), w, h, color=_rgb(color), linewidth=0, antialiased=False, **kw))
+
+
+def _disk(ax, x, y, r, color, **kw) -> Circle:
+    """A disk of radius ``r`` centred on ``(x, y)``."""
+    return ax.add_patch(Circle((x, y), r, color=_rgb(color), linewidth=0, antialiased=False, **kw))
+
+
+def _polygon(ax, points, color, **kw) -> Polygon:
+    """A filled polygon through ``points`` (world coordinates)."""
+    return ax.add_patch(Polygon(points, color=_rgb(color), linewidth=0, antialiased=False, **kw))
+
+
+def _segments(ax, width: float, color, **kw) -> Line2D:
+    """A polyline (empty until ``set_data``) of the given world width with round ends and joints."""
+    return ax.add_line(Line2D([], [], linewidth=_points(ax, width), color=_rgb(color), antialiased=False,
+                              solid_capstyle="round", solid_joinstyle="round", **kw))
 
 
 def _f(x) -> float:
+    """A scalar (0-d or one-element array) as a Python float."""
     return float(np.asarray(x).reshape(()))
 
 
-# ---- one frame per environment state -------------------------------------------------
+# ---- one scene per environment: fixed parts drawn once, moving parts updated ---------
 
-def cartpole_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+def cartpole_scene(ax, params) -> Callable:
+    """CartPole-v1: the track from ``-x_threshold`` to ``+x_threshold`` (with end stops) a
+    quarter up the frame, a 0.5 x 0.3 cart centred on ``x``, and the pole (``2 *
+    params.length`` long) hinged at the axle: ``theta = 0`` upright, ``theta > 0`` leaning right."""
     limit = _f(params.x_threshold)
     half = 1.2 * limit
-    c = Canvas(width, height, (-half, half), -0.25 * 2 * half * height / width)  # track a quarter up
-    c.rect(-limit, -0.04, limit, 0.0, TRACK)  # the track, as long as the cart may go
+    _world(ax, -half, half, -0.25 * 2 * half * _aspect(ax))
+    _rect(ax, -limit, -0.04, 2 * limit, 0.04, TRACK)
     for end in (-limit, limit):
-        c.rect(end - 0.02, -0.04, end + 0.02, 0.15, TRACK)
-    x, theta = _f(state.x), _f(state.theta)
+        _rect(ax, end - 0.02, -0.04, 0.04, 0.19, TRACK)
     cart_w, cart_h = 0.5, 0.3
-    c.rect(x - cart_w / 2, 0.0, x + cart_w / 2, cart_h, CART)
-    pole = 2 * _f(params.length)  # params.length is the half-length
-    px, py = x, 0.75 * cart_h
-    c.segment(px, py, px + pole * math.sin(theta), py + pole * math.cos(theta), 0.1, POLE)
-    c.disk(px, py, 0.05, AXLE)
-    return c.img
+    axle_y, pole = 0.75 * cart_h, 2 * _f(params.length)  # params.length is the half-length
+    cart = _rect(ax, 0.0, 0.0, cart_w, cart_h, CART)
+    rod = _segments(ax, 0.1, POLE, zorder=2)
+    axle = _disk(ax, 0.0, axle_y, 0.05, AXLE, zorder=3)
+
+    def update(state):
+        x, theta = _f(state.x), _f(state.theta)
+        cart.set_x(x - cart_w / 2)
+        rod.set_data([x, x + pole * math.sin(theta)], [axle_y, axle_y + pole * math.cos(theta)])
+        axle.set_center((x, axle_y))
+
+    return update
 
 
-def pendulum_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+def pendulum_scene(ax, params) -> Callable:
+    """Pendulum-v1: the rod (``params.l`` long) from the pivot at the centre of the frame,
+    ``theta = 0`` pointing up and positive angles counter-clockwise, and under it a bar
+    from the middle as long as ``last_u / max_torque`` of 0.8 rod lengths (positive to the right)."""
     length = _f(params.l)
     half_h = 1.25 * length
-    c = Canvas(width, height, (-half_h * width / height, half_h * width / height), -half_h)
-    theta = _f(state.theta)
-    tip = (-length * math.sin(theta), length * math.cos(theta))  # theta = 0 points up
-    u = _f(state.last_u) / _f(params.max_torque)
-    bar = 0.8 * length * max(-1.0, min(1.0, u))
-    c.rect(min(0.0, bar), -1.15 * length, max(0.0, bar), -1.08 * length, TRACK)
-    c.segment(0.0, 0.0, tip[0], tip[1], 0.2 * length, ROD)
-    c.disk(0.0, 0.0, 0.05 * length, TEXT)
-    return c.img
+    _world(ax, -half_h / _aspect(ax), half_h / _aspect(ax), -half_h)
+    bar = _rect(ax, 0.0, -1.15 * length, 0.0, 0.07 * length, TRACK)
+    rod = _segments(ax, 0.2 * length, ROD, zorder=2)
+    _disk(ax, 0.0, 0.0, 0.05 * length, TEXT, zorder=3)
+    max_torque = _f(params.max_torque)
+
+    def update(state):
+        theta = _f(state.theta)
+        rod.set_data([0.0, -length * math.sin(theta)], [0.0, length * math.cos(theta)])
+        u = 0.8 * length * max(-1.0, min(1.0, _f(state.last_u) / max_torque))
+        bar.set_x(min(0.0, u))
+        bar.set_width(abs(u))
+
+    return update
 
 
-def acrobot_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+def acrobot_scene(ax, params) -> Callable:
+    """Acrobot-v1: two links from the pivot at the centre of the frame, ``joint_angle1 = 0``
+    hanging straight down, ``joint_angle2`` relative to the first link, and a dashed line at
+    height 1 (gymnax ends the episode when ``-cos(a1) - cos(a1 + a2) > 1``: the tip above it)."""
     l1, l2 = _f(params.link_length_1), _f(params.link_length_2)
     reach = 1.1 * (l1 + l2)
-    c = Canvas(width, height, (-reach * width / height, reach * width / height), -reach)
-    goal = 1.0  # gymnax ends the episode when -cos(a1) - cos(a1 + a2) > 1: the tip above this line
-    for k in range(-12, 12, 2):  # a dashed line at the goal height
-        x0 = k * reach / 10
-        c.rect(x0, goal - 0.01, x0 + reach / 10, goal + 0.01, TRACK)
-    a1, a2 = _f(state.joint_angle1), _f(state.joint_angle2)
-    p1 = (l1 * math.sin(a1), -l1 * math.cos(a1))  # angle 0 hangs down
-    p2 = (p1[0] + l2 * math.sin(a1 + a2), p1[1] - l2 * math.cos(a1 + a2))
-    c.segment(0.0, 0.0, p1[0], p1[1], 0.15, LINK)
-    c.segment(p1[0], p1[1], p2[0], p2[1], 0.15, LINK)
-    c.disk(0.0, 0.0, 0.08, JOINT)
-    c.disk(p1[0], p1[1], 0.08, JOINT)
-    return c.img
+    _world(ax, -reach / _aspect(ax), reach / _aspect(ax), -reach)
+    ax.axhline(1.0, color=_rgb(TRACK), linewidth=_points(ax, 0.02), linestyle=(0, (8, 6)), antialiased=False)
+    links = _segments(ax, 0.15, LINK, zorder=2)
+    _disk(ax, 0.0, 0.0, 0.08, JOINT, zorder=3)
+    elbow = _disk(ax, 0.0, 0.0, 0.08, JOINT, zorder=3)
+
+    def update(state):
+        a1, a2 = _f(state.joint_angle1), _f(state.joint_angle2)
+        p1 = (l1 * math.sin(a1), -l1 * math.cos(a1))
+        p2 = (p1[0] + l2 * math.sin(a1 + a2), p1[1] - l2 * math.cos(a1 + a2))
+        links.set_data([0.0, p1[0], p2[0]], [0.0, p1[1], p2[1]])
+        elbow.set_center(p1)
+
+    return update
 
 
 def hill(x):
@@ -207,25 +216,56 @@ def hill(x):
     return 0.45 * np.sin(3 * x) + 0.55
 
 
-def mountain_car_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+def mountain_car_scene(ax, params) -> Callable:
+    """MountainCar-v0 / MountainCarContinuous-v0: the ground under ``hill`` from
+    ``min_position`` to ``max_position`` (the frame's width), a flag at ``goal_position``
+    and a 0.2 x 0.08 car on two wheels, its bottom centre on the hill at ``position`` and
+    tilted along the slope there."""
     lo, hi = _f(params.min_position), _f(params.max_position)
-    c = Canvas(width, height, (lo, hi), -0.15)
-    c.under(hill, lo, hi, GROUND)
+    _world(ax, lo, hi, -0.15)
+    xs = np.linspace(lo, hi, 400)
+    ax.fill_between(xs, hill(xs), -0.15, color=_rgb(GROUND), antialiased=False, linewidth=0)
     g = _f(params.goal_position)
-    c.segment(g, hill(g), g, hill(g) + 0.15, 0.012, TEXT)
-    c.polygon([(g, hill(g) + 0.15), (g, hill(g) + 0.11), (g + 0.07, hill(g) + 0.13)], FLAG)
-    x = _f(state.position)
-    angle = math.atan(0.45 * 3 * math.cos(3 * x))  # slope of the hill at x
-    along, normal = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
-    base = np.array([x, hill(x)]) + 0.03 * normal
+    ax.add_line(Line2D([g, g], [hill(g), hill(g) + 0.15], linewidth=_points(ax, 0.012), color=_rgb(TEXT),
+                       antialiased=False))
+    _polygon(ax, [(g, hill(g) + 0.15), (g, hill(g) + 0.11), (g + 0.07, hill(g) + 0.13)], FLAG)
     w, h = 0.2, 0.08
-    corners = [base - w / 2 * along, base + w / 2 * along, base + w / 2 * along + h * normal,
-               base - w / 2 * along + h * normal]
-    c.polygon(corners, CAR)
-    for s in (-0.3, 0.3):
-        wheel = base + s * w * along
-        c.disk(wheel[0], wheel[1], 0.03, WHEEL)
-    return c.img
+    car = _polygon(ax, np.zeros((4, 2)), CAR, zorder=2)
+    wheels = [_disk(ax, 0.0, 0.0, 0.03, WHEEL, zorder=3) for _ in range(2)]
+
+    def update(state):
+        x = _f(state.position)
+        angle = math.atan(0.45 * 3 * math.cos(3 * x))  # slope of the hill at x
+        along, normal = np.array([math.cos(angle), math.sin(angle)]), np.array([-math.sin(angle), math.cos(angle)])
+        base = np.array([x, hill(x)]) + 0.03 * normal
+        car.set_xy([base - w / 2 * along, base + w / 2 * along, base + w / 2 * along + h * normal,
+                    base - w / 2 * along + h * normal])
+        for wheel, s in zip(wheels, (-0.3, 0.3)):
+            wheel.set_center(base + s * w * along)
+
+    return update
+
+
+# ---- one frame of one state ------------------------------------------------------------
+
+def cartpole_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+    """One CartPole-v1 frame (``cartpole_scene``), without a step number."""
+    return Scene(cartpole_scene, params, width, height).frame(state)
+
+
+def pendulum_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+    """One Pendulum-v1 frame (``pendulum_scene``), without a step number."""
+    return Scene(pendulum_scene, params, width, height).frame(state)
+
+
+def acrobot_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+    """One Acrobot-v1 frame (``acrobot_scene``), without a step number."""
+    return Scene(acrobot_scene, params, width, height).frame(state)
+
+
+def mountain_car_frame(state, params, width: int = 400, height: int = 300) -> np.ndarray:
+    """One MountainCar-v0 / MountainCarContinuous-v0 frame (``mountain_car_scene``), without a step number."""
+    return Scene(mountain_car_scene, params, width, height).frame(state)
 
 
 FRAMES = {
@@ -234,6 +274,13 @@ FRAMES = {
     "Acrobot-v1": acrobot_frame,
     "MountainCar-v0": mountain_car_frame,
     "MountainCarContinuous-v0": mountain_car_frame,
+}
+SCENES = {
+    "CartPole-v1": cartpole_scene,
+    "Pendulum-v1": pendulum_scene,
+    "Acrobot-v1": acrobot_scene,
+    "MountainCar-v0": mountain_car_scene,
+    "MountainCarContinuous-v0": mountain_car_scene,
 }
 
 # GIF frame durations (ms): the env's time step where it has one and a GIF can show it
@@ -255,17 +302,13 @@ def check_renderable(env: str) -> None:
 
 def render_frames(env: str, states, params, length: int, width: int = 400, height: int = 300) -> list:
     """Frames of the first ``length`` states of ``states`` (an env-state pytree of host
-    arrays with a leading time axis), each stamped with its step number."""
+    arrays with a leading time axis), each labelled with its step number; one figure for all."""
     import jax
 
     check_renderable(env)
-    draw = FRAMES[env]
-    frames = []
-    for t in range(int(length)):
-        img = draw(jax.tree_util.tree_map(lambda a: np.asarray(a)[t], states), params, width, height)
-        stamp_number(img, t)
-        frames.append(img)
-    return frames
+    scene = Scene(SCENES[env], params, width, height)
+    return [scene.frame(jax.tree_util.tree_map(lambda a: np.asarray(a)[t], states), str(t))
+            for t in range(int(length))]
 
 
 def write_gif(path: str, frames: list, duration_ms: int) -> None:
