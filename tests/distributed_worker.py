@@ -36,18 +36,16 @@ def main():
     rc = cli(["sweep", *ARGS, "--out", full, "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
               "--process-id", str(pid)])
     assert rc == 0, f"purejaxpg sweep exited with {rc}"
-    import json
-
     import jax
 
-    from purejaxpg.engine import sweep
+    from purejaxpg.engine import runner
+    from purejaxpg.engine.batch import to_host
 
     assert jax.process_count() == n, jax.process_count()
 
-    spec = json.load(open(os.path.join(full, sweep.RUN_FILE)))
-    g, pr, carry, k = sweep.restore_latest(spec, full, 0)
-    assert k == 2, k
-    restored = [sweep._to_host(x)[:pr.B] for x in jax.tree_util.tree_leaves(carry[0].params)]
+    _, batch, carry, updates = runner.restore(full, 0)
+    assert updates == 4, updates
+    restored = [to_host(x)[:batch.num_runs] for x in jax.tree_util.tree_leaves(carry[0].params)]
 
     results = {"processes": jax.process_count(), "devices": jax.device_count(),
                **{f"restored{i}": x for i, x in enumerate(restored)}}
@@ -60,19 +58,19 @@ def main():
 def stop_and_resume(work):
     import jax
 
-    from purejaxpg.engine import sweep
+    from purejaxpg.engine import runner
+    from purejaxpg.engine.batch import to_host
 
     part = os.path.join(work, "part")
     base = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 256, "hidden": (16,),
             "update_epochs": 1, "num_minibatches": 2, "num_eval_episodes": 2}
     for out in (part, os.path.join(work, "part2")):  # part2 is resumed by the test, in one process
-        stopped = sweep.sweep("ppo", out, base=base, grid={"lr": [1e-3, 3e-3]}, num_seeds=3, chunks=2,
-                              quiet=True, stop_after=1)
-        assert stopped["stopped"]
-    resumed = sweep.resume(part, quiet=True)
-    (_, r), = resumed["groups"]
-    assert r["resumed_from_chunk"] == 1 and r["chunks_done"] == 2
-    return [sweep._to_host(x)[:r["num_runs"]] for x in jax.tree_util.tree_leaves(r["carry"][0].params)]
+        stopped = runner.sweep("ppo", out, base=base, grid={"lr": [1e-3, 3e-3]}, num_seeds=3, chunks=2, block=2,
+                               quiet=True, stop_after=1)
+        assert stopped.stopped
+    r, = runner.resume(part, quiet=True).groups
+    assert r.resumed_from_chunk == 1 and r.chunks_done == 2
+    return [to_host(x)[:r.batch.num_runs] for x in jax.tree_util.tree_leaves(r.carry[0].params)]
 
 
 if __name__ == "__main__":

@@ -145,3 +145,18 @@ def endless_env_name() -> str:
 
     register_env(name, lambda **kw: (Endless(), Params(**kw)))
     return name
+
+
+# ---- running programs in tests -------------------------------------------------------------
+def train_seeds(algo_name: str, overrides: dict, seeds: int, seed: int = 0, preset: str = "auto"):
+    """(config, hparams, program, output of ``program.train`` vmapped over ``seeds`` seeds): the
+    whole run as one jitted program, as a user composing jit and vmap by hand would write it."""
+    import jax
+
+    from purejaxpg.algos import get_algo
+
+    algo = get_algo(algo_name)
+    config, hparams = algo.resolve(overrides, preset)
+    program = algo.make_program(config)
+    keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
+    return config, hparams, program, jax.jit(jax.vmap(program.train, in_axes=(0, None)))(keys, hparams)

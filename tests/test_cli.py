@@ -4,51 +4,111 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from purejaxpg import cli
-from purejaxpg.engine import experiment
+from purejaxpg.engine import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
 def nothing_compiles(monkeypatch):
-    """Fail the test if the command gets as far as building or running a training program."""
+    """Fail the test if the command gets as far as laying out or compiling a program."""
     def refuse(*args, **kwargs):
         raise AssertionError("bad input reached the compile/run stage")
 
-    # ``cmd_train`` validates everything with ``experiment.build`` and only then calls
-    # ``experiment.run`` (which builds, compiles and runs the program)
-    monkeypatch.setattr(experiment, "run", refuse)
+    # the runner validates the plan and checks memory from shapes, and only then prepares
+    # the batch (global arrays, jit) and compiles
+    monkeypatch.setattr(runner, "prepare", refuse)
 
 
-@pytest.mark.parametrize("argv, message", [
+BAD_INPUT = [
     (["train", "dqn"], "unknown algorithm 'dqn'; valid names: reinforce, a2c"),
     (["train", "reinforce", "--env", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'; valid names: "),
     (["train", "a2c", "--env", "MNISTBandit-bsuite"], "not supported"),
-    (["train", "a2c", "--num-envs", "0"], "num_envs must be a positive integer, got 0"),
-    (["train", "reinforce", "--num-envs", "-4"], "num_envs must be a positive integer, got -4"),
-    (["train", "a2c", "--num-steps", "0"], "num_steps must be a positive integer"),
-    (["train", "a2c", "--lr", "nan"], "hyperparameter lr must be finite"),
-    (["train", "reinforce", "--lr", "inf"], "hyperparameter lr must be finite"),
-    (["train", "a2c", "--lr=-1e-3"], "lr must be > 0"),
+    (["train", "a2c", "--num-envs", "0"], "num_envs must lie in [1, inf), got '0'"),
+    (["train", "reinforce", "--num-envs", "-4"], "num_envs must lie in [1, inf), got '-4'"),
+    (["train", "a2c", "--num-steps", "0"], "num_steps must lie in [1, inf)"),
+    (["train", "a2c", "--lr", "nan"], "lr must be finite"),
+    (["train", "reinforce", "--lr", "inf"], "lr must be finite"),
+    (["train", "a2c", "--lr=-1e-3"], "lr must lie in (0, inf)"),
     (["train", "a2c", "--total-timesteps", "100"], "total_timesteps=100 is smaller than one update"),
     (["train", "reinforce", "--total-timesteps", "2047"], "smaller than one update (num_envs x num_steps = 8 x 256"),
     (["train", "a2c", "--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
-    (["train", "a2c", "--num-envs", "many"], "--num-envs"),
+    (["train", "a2c", "--num-envs", "many"], "num_envs must be a number, got 'many'"),
     (["train", "a2c", "--preset", "a2c/NoSuchEnv"], "unknown preset"),
     (["frobnicate"], "unknown command 'frobnicate'"),
-])
+    # the cases of the one-engine issue: every one was accepted or ended in a traceback
+    (["train", "ppo", "--clip-eps", "0"], "clip_eps must lie in (0, 1], got '0'"),
+    (["train", "ppo", "--clip-eps=-0.2"], "clip_eps must lie in (0, 1]"),
+    (["train", "ppo", "--gae-lambda", "2"], "gae_lambda must lie in [0, 1], got '2'"),
+    (["train", "ppo-kl", "--target-kl=-1"], "target_kl must lie in (0, inf)"),
+    (["train", "sac", "--init-alpha", "0"], "init_alpha must lie in (0, inf)"),
+    (["train", "sac", "--tau", "0"], "tau must lie in (0, 1]"),
+    (["train", "sac", "--tau", "2"], "tau must lie in (0, 1]"),
+    (["train", "ppo", "--activation", "foo"], "activation must be one of tanh, relu"),
+    (["train", "ppo", "--total-timesteps", "inf"], "total_timesteps must be an integer, got 'inf'"),
+    (["train", "ppo", "--target-kl", "0.02"], "target_kl applies only with --surrogate kl"),
+    (["train", "ppo", "--num-seeds", "100000000"], "run fewer seeds or configurations per program"),
+    (["train", "sac", "--env", "Pendulum-v1", "--num-seeds", "4096", "--buffer-size", "100000000"],
+     "the largest part of a run's state is"),
+    (["sweep", "ppo", "--grid", "clip_eps=0.1,0"], "clip_eps must lie in (0, 1]"),
+    (["sweep", "ppo", "--grid", "target_kl=0.01,0.02"], "target_kl applies only with --surrogate kl"),
+    (["train", "ppo", "--chunks", "0"], "chunks must be a positive integer"),
+    (["train", "ppo", "--block=-1"], "block must be >= 0"),
+    (["train", "ppo", "--num-seeds", "0"], "num_seeds must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUT)
 def test_bad_input_is_one_line_exit_2_before_compiling(argv, message, nothing_compiles, capsys):
+    t0 = time.perf_counter()
     assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert err.startswith("purejaxpg: error: "), err
     assert message in err, err
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_bad_input_from_the_installed_command_has_no_traceback(tmp_path):
+    """The real entry point in a fresh interpreter (as a user meets it): exit 2, one line on
+    stderr, no traceback; the memory refusals name the estimate and what to change; a
+    corrupt run.json names the file."""
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "run.json").write_text("{not json")
+    cases = [(["train", "sac", "--env", "Pendulum-v1", "--num-seeds", "4096", "--buffer-size", "100000000"],
+              ("needs about", "--buffer-size", "--memory-limit-mb")),
+             (["train", "ppo", "--num-seeds", "100000000"], ("needs about", "run fewer seeds")),
+             (["train", "--resume", str(corrupt)], (str(corrupt / "run.json"), "not a readable run file")),
+             (["train", "ppo", "--activation", "foo"], ("activation must be one of",))]
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for argv, needles in cases:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "purejaxpg.cli", *argv], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        elapsed = time.perf_counter() - t0
+        assert proc.returncode == 2, (argv, proc.stderr[-2000:])
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        for needle in needles:
+            assert needle in proc.stderr, (needle, proc.stderr)
+        assert elapsed < 10.0, (argv, elapsed)
+
+
+def test_ppo_with_the_kl_surrogate_trains(tmp_path, capsys):
+    """``train ppo --surrogate kl --target-kl 0.02``: ppo-kl's settings through ppo's name."""
+    out = tmp_path / "kl"
+    assert cli.main(["train", "ppo", "--surrogate", "kl", "--target-kl", "0.02", "--total-timesteps", "2048",
+                     "--num-seeds", "2", "--hidden", "8", "--quiet", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["surrogate"] == "kl" and config["hparams"]["target_kl"] == 0.02
+    assert "beta" in np.load(out / "metrics.npz").files
 
 
 def test_list_names_algorithms_environments_and_presets(capsys):
@@ -61,6 +121,24 @@ def test_list_names_algorithms_environments_and_presets(capsys):
     for name in ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "Breakout-MinAtar", "Tabular-Random"):
         assert name in lines[1]
     assert "MNISTBandit" not in lines[1]
+
+
+def test_list_algo_and_help_print_every_setting_once(capsys):
+    """Each setting's one line of help (kind, range or choices, default) comes from the
+    algorithm's spec, in ``purejaxpg list ALGO`` and in ``train ALGO --help``."""
+    from purejaxpg.algos import get_algo
+
+    spec = get_algo("ppo").spec
+    assert cli.main(["list", "ppo"]) == 0
+    listing = capsys.readouterr().out
+    assert cli.main(["train", "ppo", "--help"]) == 0
+    helptext = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for s in spec.settings:
+        assert f"  {s.name} " in listing, s.name
+        assert s.flag in helptext, s.flag
+    assert "clip_eps" in listing and "traced; in (0, 1]; default 0.2" in listing
+    assert "surrogate" in listing and "static; one of clip, kl; default clip" in listing
+    assert "only with surrogate=kl" in listing
 
 
 def test_help_and_empty_command(capsys):
@@ -80,7 +158,8 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
     out, err = capsys.readouterr()
     printed = json.loads(out.strip().splitlines()[-1])
     assert printed["out"] == str(out_dir)
-    assert sorted(os.listdir(out_dir)) == ["config.json", "learning_curve.png", "metrics.npz", "summary.json"]
+    assert sorted(os.listdir(out_dir)) == ["checkpoints", "config.json", "learning_curve.png", "metrics.npz",
+                                           "run.json", "summary.json"]
 
     config = json.loads((out_dir / "config.json").read_text())
     assert config["algo"] == "a2c" and config["num_seeds"] == 2
@@ -107,6 +186,8 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
     assert fr["ci95"][0] <= fr["mean"] <= fr["ci95"][1]  # bootstrap CI of the mean across seeds
     assert summary["compile_seconds"] > 0 and summary["run_seconds"] > 0
     assert summary["env_steps_per_second"] == pytest.approx(2 * 1536 / summary["run_seconds"])
+    for key in ("mean", "iqm", "ci95", "iqm_ci95"):
+        assert fr[key] is not None, key
     assert summary["versions"]["jax"] and summary["versions"]["gymnax"]
     assert (out_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -117,9 +198,9 @@ def test_tabular_envs_need_no_prior_import():
     code = (
         "import sys\n"
         "from purejaxpg import cli\n"
-        "from purejaxpg.engine.experiment import build\n"
+        "from purejaxpg.algos import get_algo\n"
         "assert 'purejaxpg.envs.tabular' not in sys.modules\n"
-        "_, config, _ = build('reinforce', {'env': 'Tabular-Random', 'boundary': 'drop', 'baseline': 'none'})\n"
+        "get_algo('reinforce').resolve({'env': 'Tabular-Random', 'boundary': 'drop', 'baseline': 'none'})\n"
         "from purejaxpg.envs import VecEnv\n"
         "venv = VecEnv('Tabular-FrozenLake', 2)\n"
         "assert venv.action_spec.num_actions == 4, venv.action_spec\n"

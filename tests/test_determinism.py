@@ -1,6 +1,6 @@
 """The pieces that make results independent of the device count: the Philox hash in
 uint32 arithmetic, the clipped Adam written without divisions by broadcast scalars, and the
-blocked vmap (the device-count test itself is in test_sweep.py)."""
+blocked vmap (the device-count test itself is in test_runner.py)."""
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import pytest
 
 from purejaxpg.core import prng
 from purejaxpg.core.optim import clipped_adam
-from purejaxpg.engine.sweep import blocked_vmap
+from purejaxpg.engine.batch import blocked_vmap
 
 
 def philox_reference(key, counter):

@@ -6,20 +6,16 @@ and well below what the defaults reach at this budget (REINFORCE, 1e5 steps: IQM
 a sign error in the loss or advantages) without being flaky. The full-budget acceptance
 runs (16 seeds x 1e6 steps, IQM >= 450) are scripts/foundation_acceptance.py.
 """
-import jax
 import numpy as np
 import pytest
 
-from purejaxpg.algos import get_algo
 from purejaxpg.analysis import stats
+
+from reference import train_seeds
 
 
 def _final_returns(name, seeds=8, seed=0, **fields):
-    algo = get_algo(name)
-    config = algo.Config(env="CartPole-v1", **fields)
-    hp = algo.default_hparams(config)
-    keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    out = jax.jit(jax.vmap(algo.make_train(config), in_axes=(0, None)))(keys, hp)
+    out = train_seeds(name, {"env": "CartPole-v1", **fields}, seeds, seed, preset="none")[3]
     final = np.asarray(out["eval_returns"]).mean(-1)
     first = np.nanmean(np.asarray(out["metrics"]["episode_return"])[:, :5])
     return final, first

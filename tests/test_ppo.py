@@ -11,7 +11,8 @@ from purejaxpg.analysis import stats
 from purejaxpg.core import losses
 from purejaxpg.core.networks import Actor
 from purejaxpg.core.normalize import RunningMeanStd
-from purejaxpg.engine.experiment import build
+
+from reference import train_seeds
 
 variants = chex.variants(with_jit=True, without_jit=True)
 
@@ -94,23 +95,27 @@ def test_reward_scaling_matches_numpy_loop():
 ])
 def test_bad_config_is_refused_before_compiling(overrides, match):
     with pytest.raises(ValueError, match=match):
-        build("ppo", overrides)
+        get_algo("ppo").resolve(overrides)
 
 
 def test_presets_cover_the_issue_envs():
     for env in ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Breakout-MinAtar",
                 "Asterix-MinAtar", "Freeway-MinAtar", "SpaceInvaders-MinAtar", "Seaquest-MinAtar"):
         for algo in ("ppo", "ppo-kl"):
-            _, config, hp = build(algo, {"env": env})
+            config, hp = get_algo(algo).resolve({"env": env})
             assert config.surrogate == ("kl" if algo == "ppo-kl" else "clip")
             assert config.torso == ("conv" if "MinAtar" in env else "mlp")
-            assert ("target_kl" in hp) == (algo == "ppo-kl")
+    # ppo and ppo-kl share one spec: the KL settings apply with surrogate=kl, whichever name
+    _, hp = get_algo("ppo").resolve({"surrogate": "kl", "target_kl": 0.02})
+    assert hp["target_kl"] == 0.02
+    assert get_algo("ppo-kl").resolve({"target_kl": 0.03})[1]["target_kl"] == 0.03
+    with pytest.raises(ValueError, match="target_kl applies only with --surrogate kl"):
+        get_algo("ppo").resolve({"target_kl": 0.02})
 
 
 def _train(algo_name, overrides, seeds):
-    algo, config, hp = build(algo_name, overrides)
-    keys = jax.random.split(jax.random.PRNGKey(1), seeds)
-    return config, jax.jit(jax.vmap(algo.make_train(config), in_axes=(0, None)))(keys, hp)
+    config, _, _, out = train_seeds(algo_name, overrides, seeds, seed=1)
+    return config, out
 
 
 @pytest.mark.parametrize("algo_name", ["ppo", "ppo-kl"])
@@ -131,11 +136,11 @@ def test_ppo_learns_cartpole(algo_name):
 def test_continuous_ppo_runs_with_normalisation_and_reward_scaling():
     config, out = _train("ppo", {"env": "Pendulum-v1", "num_envs": 4, "num_steps": 64, "num_minibatches": 4,
                                  "update_epochs": 2, "total_timesteps": 4 * 64 * 3}, 2)
-    state = out["state"]
+    state = out["carry"][0]
     assert state.env.obs_rms is not None and np.all(np.asarray(state.env.obs_rms.count) > 4 * 64 * 3)
     assert np.all(np.asarray(state.extra.return_rms.count) > 1)
     assert np.all(np.isfinite(np.asarray(out["eval_returns"])))
-    assert get_algo("ppo").Config().num_envs == 4
+    assert get_algo("ppo").resolve()[0].num_envs == 4
 
 
 def test_mlp_torso_flattens_image_observations():

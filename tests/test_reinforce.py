@@ -6,9 +6,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from purejaxpg.algos import reinforce
-from purejaxpg.algos.common import build_networks
 from purejaxpg.core import rollout
 from purejaxpg.core.losses import reinforce_loss
+from purejaxpg.engine.onpolicy import build_networks
 from purejaxpg.envs import VecEnv
 
 
@@ -25,7 +25,7 @@ def _traj(rewards, terminated, episode_step):
 
 
 def _weights(traj, gamma, **fields):
-    config = reinforce.Config(baseline="none", boundary="drop", normalize=False, **fields)
+    config = reinforce.SPEC.resolve(dict(baseline="none", boundary="drop", normalize=False, **fields))[0]
     w, mask, _, _ = reinforce.weights_and_mask(config, traj, gamma)
     return np.asarray(w[:, 0]), np.asarray(mask[:, 0])
 
@@ -89,12 +89,12 @@ def _gradient_variances(num_batches=64, num_envs=8, num_steps=200, gamma=0.99, s
     value fit's explained variance.
     """
     base = dict(env="CartPole-v1", num_envs=num_envs, num_steps=num_steps, boundary="drop", normalize=False)
-    configs = {
-        "whole": reinforce.Config(**base, returns="whole", baseline="none"),
-        "rtg": reinforce.Config(**base, returns="reward_to_go", baseline="none"),
-        "rtg+V": reinforce.Config(**base, returns="reward_to_go", baseline="value"),
-        "rtg+V+gamma^t": reinforce.Config(**base, returns="reward_to_go", baseline="value", gamma_weighting=True),
-    }
+    configs = {name: reinforce.SPEC.resolve({**base, **over})[0] for name, over in {
+        "whole": dict(returns="whole", baseline="none"),
+        "rtg": dict(returns="reward_to_go", baseline="none"),
+        "rtg+V": dict(returns="reward_to_go", baseline="value"),
+        "rtg+V+gamma^t": dict(returns="reward_to_go", baseline="value", gamma_weighting=True),
+    }.items()}
     config = configs["whole"]
     venv = VecEnv(config.env, num_envs)
     fit_env = VecEnv(config.env, fit_envs)

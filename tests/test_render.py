@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from purejaxpg.analysis import render
-from purejaxpg.engine import sweep
+from purejaxpg.engine import plan, runner
 from purejaxpg.envs import VecEnv, make_env
 
 TINY_PPO = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 256, "hidden": (8,),
@@ -288,47 +288,45 @@ def test_record_episode_matches_a_plain_loop():
     ("sac", "Pendulum-v1", {"total_timesteps": 64, "learning_starts": 32, "minibatch_size": 16, "buffer_size": 64}),
 ])
 def test_recorded_episode_is_the_evaluation_episode(algo_name, env_name, fields):
-    """Through ``train.eval_policy`` the recording plays exactly what ``train.evaluate`` plays
+    """Through ``Program.act`` the recording plays exactly what ``Program.evaluate`` plays
     with one evaluation episode: the same actions (sampled for PPO, deterministic for SAC),
     observation normalisation and key."""
     from purejaxpg.algos import get_algo
 
     algo = get_algo(algo_name)
-    config = algo.Config(env=env_name, hidden=(8,), num_eval_episodes=1, normalize_obs=True, **fields)
-    train = algo.make_train(config)
-    carry = jax.jit(train.init)(jax.random.PRNGKey(1), algo.default_hparams(config))
-    expected = float(jax.jit(train.evaluate)(carry)[0])
+    config, hp = algo.resolve(dict(env=env_name, hidden=(8,), num_eval_episodes=1, normalize_obs=True, **fields),
+                              preset="none")
+    program = algo.make_program(config)
+    carry = jax.jit(program.init)(jax.random.PRNGKey(1), hp)
+    expected = float(jax.jit(program.evaluate)(carry)[0])
     venv = VecEnv(env_name, 1)
-    _, rewards, dones, returns = jax.jit(lambda c: render.record_episode(venv, *train.eval_policy(c)))(carry)
+    p = program.act(carry)
+    _, rewards, dones, returns = jax.jit(lambda *a: render.record_episode(venv, p.fn, *a))(p.params, p.obs_rms, p.key)
     end = int(np.flatnonzero(np.asarray(dones))[0])
     np.testing.assert_allclose(float(returns[end]), expected, rtol=1e-5)
     np.testing.assert_allclose(float(np.sum(rewards[:end + 1])), expected, rtol=1e-4)
 
 
-def _write_spec(out, algo, base):
-    os.makedirs(out)
-    spec = {"algo": algo, "preset": "none", "base": base, "points": [{}], "num_seeds": 1, "seed": 0, "chunks": 1,
-            "memory_limit_mb": 0.0, "single": True, "grid": {}, "ranges": {}, "samples": 0}
-    with open(os.path.join(out, sweep.RUN_FILE), "w") as f:
-        json.dump(spec, f)
+def _write_plan(out, algo, base):
+    plan.Plan(algo, base, num_seeds=1, preset="none").write(out)
 
 
-def test_gif_run_picks_the_configuration_across_programs():
-    """Configuration indices follow run.json's points, also when a shape-changing field splits
-    the sweep into several programs."""
+def test_gif_run_picks_the_configuration_across_programs(tmp_path):
+    """Configuration indices follow run.json's points, also when a shape-changing setting
+    splits the sweep into several programs."""
     grid = {"hidden": [(8,), (16,)], "lr": [1e-3, 3e-3]}
-    points = sweep.configurations(grid, {}, 0, 0, "ppo")
-    spec = {"algo": "ppo", "preset": "none", "base": {"env": "CartPole-v1"}, "num_seeds": 3,
-            "points": [sweep._jsonable(p) for p in points]}
-    _, groups = sweep.load_plan(spec)
+    points = plan.configurations(grid, {}, 0, 0, "ppo")
+    p = plan.Plan("ppo", {"env": "CartPole-v1"}, tuple(points), num_seeds=3, preset="none", single=False)
+    p.write(str(tmp_path))
+    groups = plan.groups(p)
     assert len(groups) == 2
     for c, point in enumerate(points):
-        gi, k, name = render._locate_run(spec, groups, c, 2)
-        assert groups[gi].swept[k] == point and name == groups[gi].names[k] and name.startswith(f"c{c:03d}_")
+        gi, k = render.check_run(str(tmp_path), (c, 2))
+        assert groups[gi].swept[k] == point and groups[gi].names[k].startswith(f"c{c:03d}_")
     with pytest.raises(ValueError, match="configuration 4 out of range"):
-        render._locate_run(spec, groups, 4, 0)
+        render.check_run(str(tmp_path), (4, 0))
     with pytest.raises(ValueError, match="seed 3 out of range"):
-        render._locate_run(spec, groups, 0, 3)
+        render.check_run(str(tmp_path), (0, 3))
 
 
 def test_unsupported_env_is_refused_before_compiling(tmp_path, capsys):
@@ -337,7 +335,7 @@ def test_unsupported_env_is_refused_before_compiling(tmp_path, capsys):
     with pytest.raises(ValueError, match="cannot render 'Breakout-MinAtar'.*CartPole-v1, Pendulum-v1"):
         render.check_renderable("Breakout-MinAtar")
     out = str(tmp_path / "minatar")
-    _write_spec(out, "ppo", {"env": "Breakout-MinAtar"})  # no checkpoint: an error after planning would differ
+    _write_plan(out, "ppo", {"env": "Breakout-MinAtar"})  # no checkpoint: an error after planning would differ
     assert main(["eval", out, "--gif", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot render 'Breakout-MinAtar'" in err and "MountainCar-v0" in err
@@ -365,7 +363,7 @@ def test_cli_gif_of_a_chunked_cartpole_run(tmp_path, capsys):
     from purejaxpg.cli import main
 
     out = str(tmp_path / "cp")
-    sweep.sweep("ppo", out, base=TINY_PPO, num_seeds=2, chunks=2, single=True, quiet=True, preset="none")
+    runner.train("ppo", TINY_PPO, num_seeds=2, out_dir=out, chunks=2, quiet=True, preset="none")
     gif = str(tmp_path / "gifs" / "cp.gif")
     for bad, msg in ((["--gif-run", "0,2"], "seed 2 out of range"), (["--gif-run", "1,0"], "configuration 1 out"),
                      (["--gif-run", "0"], "CONFIG_INDEX,SEED")):
@@ -391,7 +389,7 @@ def test_gif_of_pendulum_sac_matches_its_evaluation(tmp_path):
     out = str(tmp_path / "pd")
     base = {"env": "Pendulum-v1", "total_timesteps": 64, "learning_starts": 32, "minibatch_size": 16,
             "buffer_size": 64, "hidden": (8,), "num_eval_episodes": 1}
-    sweep.sweep("sac", out, base=base, num_seeds=2, chunks=2, single=True, quiet=True, preset="none")
+    runner.train("sac", base, num_seeds=2, out_dir=out, chunks=2, quiet=True, preset="none")
     r = render.render_run(out, str(tmp_path / "pd.gif"), (0, 1))
     assert r["length"] == r["frames"] == 200 and r["updates"] == 64  # Pendulum ends at its time limit
     # the run's final evaluation (one episode per seed, its evaluation key) played the same episode

@@ -1,7 +1,6 @@
 """SAC: its pieces against NumPy references (the squashed Gaussian's density and entropy, the
 soft target, the losses, the Polyak update), bad input refused in one line, truncation
 bootstrapping through the replay buffer, and a small multi-seed learning run."""
-import itertools
 import math
 
 import chex
@@ -22,7 +21,7 @@ from purejaxpg.core.networks import (
 )
 from purejaxpg.envs import VecEnv
 
-from reference import endless_env_name
+from reference import endless_env_name, train_seeds
 
 variants = chex.variants(with_jit=True, without_jit=True)
 
@@ -107,35 +106,28 @@ class SquashedGaussianTest(chex.TestCase):
 
 
     @variants
-    def test_dense_grad_rows_trains_parameters_on_the_first_rows_only(self):
-        """dense(x, k, b, grad_rows=n) has the values of x @ k + b and the gradients of
-        running rows [:n] with k, b and rows [n:] with stop_gradient(k, b); x keeps its
-        gradient everywhere unless freeze_later_rows, which stops it for rows [n:] too.
-        Wide layers and the narrow (<= 2 outputs) path, with an ensemble axis, against
-        autodiff of the plain formulation."""
+    def test_dense_backward_equals_autodiff(self):
+        """dense's hand-written backward pass (the narrow-head kernel gradient as a multiply
+        and sum per output column) equals autodiff of x @ k + b: wide and narrow (<= 2
+        outputs) layers, with and without an ensemble axis."""
         rng = np.random.default_rng(5)
-        sg = jax.lax.stop_gradient
-        for (k_shape, out), freeze in itertools.product([((), 5), ((2,), 1), ((2,), 2)], (False, True)):
+        for k_shape, out in [((), 5), ((), 1), ((2,), 1), ((2,), 2)]:
             x = jnp.asarray(rng.normal(size=k_shape + (6, 3)), jnp.float32)
             kern = jnp.asarray(rng.normal(size=k_shape + (3, out)), jnp.float32)
             bias = jnp.asarray(rng.normal(size=k_shape + (out,)), jnp.float32)
             w = jnp.asarray(rng.normal(size=k_shape + (6, out)), jnp.float32)  # weights the outputs
 
-            def fused(x, kern, bias):
-                return (jnp.tanh(dense(x, kern, bias, 4, freeze)) * w).sum()
+            def ours(x, kern, bias):
+                return (jnp.tanh(dense(x, kern, bias)) * w).sum()
 
             def plain(x, kern, bias):
-                top = x[..., :4, :] @ kern + bias[..., None, :]
-                low_x = sg(x[..., 4:, :]) if freeze else x[..., 4:, :]
-                low = low_x @ sg(kern) + sg(bias)[..., None, :]
-                return (jnp.tanh(jnp.concatenate([top, low], -2)) * w).sum()
+                return (jnp.tanh(x @ kern + bias[..., None, :]) * w).sum()
 
-            got = self.variant(jax.grad(fused, argnums=(0, 1, 2)))(x, kern, bias)
+            got = self.variant(jax.grad(ours, argnums=(0, 1, 2)))(x, kern, bias)
             want = jax.grad(plain, argnums=(0, 1, 2))(x, kern, bias)
             for g, h in zip(got, want):
                 np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-5)
-            assert np.any(np.asarray(got[0])[..., 4:, :] != 0) != freeze
-            np.testing.assert_allclose(fused(x, kern, bias), plain(x, kern, bias), rtol=1e-5)
+            np.testing.assert_allclose(ours(x, kern, bias), plain(x, kern, bias), rtol=1e-5)
 
 
 class SacLossesTest(chex.TestCase):
@@ -200,44 +192,32 @@ class SacLossesTest(chex.TestCase):
 
 # ---- configuration --------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, match", [
+@pytest.mark.parametrize("overrides, match", [
     (dict(buffer_size=100, minibatch_size=256), "buffer_size=100 is smaller than minibatch_size=256"),
     (dict(learning_starts=5000, total_timesteps=4000), "learning_starts=5000 leaves no update"),
-    (dict(num_envs=8, num_steps=4, buffer_size=16, minibatch_size=8), "smaller than the env steps of one update"),
-    (dict(grad_steps=0), "grad_steps must be a positive integer"),
+    (dict(num_envs=8, num_steps=4, buffer_size=16, minibatch_size=8), "or the env steps of one update"),
+    (dict(grad_steps=0), r"grad_steps must lie in \[1, inf\)"),
     (dict(total_timesteps=3, num_envs=4), "smaller than one update"),
     (dict(rng_impl="mt19937"), "rng_impl must be one of"),
     (dict(log_std_min=2.0, log_std_max=-5.0), "log_std_min"),
     (dict(env="CartPole-v9"), "unknown environment"),
+    (dict(hidden=""), "at least one layer"),
+    (dict(tau=0.0), r"tau must lie in \(0, 1\]"),
+    (dict(tau=2.0), r"tau must lie in \(0, 1\]"),
+    (dict(init_alpha=0.0), r"init_alpha must lie in \(0, inf\)"),
+    (dict(critic_lr=-1.0), "critic_lr must lie in"),
 ])
-def test_bad_config_is_one_line_error(kwargs, match):
+def test_bad_settings_are_one_line_errors(overrides, match):
     with pytest.raises(ValueError, match=match) as err:
-        sac.Config(**kwargs).validate()
+        sac.ALGORITHM.resolve(overrides, preset="none")
     assert "\n" not in str(err.value)
 
 
-def test_bad_hparams_refused():
-    with pytest.raises(ValueError, match="tau must lie in"):
-        sac.validate_hparams({**sac.default_hparams(), "tau": 0.0})
-    with pytest.raises(ValueError, match="critic_lr must be > 0"):
-        sac.validate_hparams({**sac.default_hparams(), "critic_lr": -1.0})
-
-
-def test_run_that_would_not_fit_is_refused_before_compiling():
-    config = sac.Config(buffer_size=1_000_000, memory_limit_mb=1.0)
-    with pytest.raises(ValueError) as err:
-        sac.make_train(config, num_seeds=16)
-    msg = str(err.value)
-    # Pendulum: obs 3 + action 1 + reward 1 floats, a bool, next obs 3 floats = 33 bytes
-    assert "\n" not in msg and "1000000 transitions x 33 bytes x 16 seeds" in msg and "503.5 MiB" in msg
-    assert sac.memory_estimate(config, 16) == 1_000_000 * 33 * 16
-    assert sac.check_resources(sac.Config(buffer_size=1000, memory_limit_mb=1.0), 16) == 1000 * 33 * 16
-
-
 def test_registry_and_space_dependent_defaults():
-    assert get_algo("sac") is sac
-    assert sac.default_hparams(sac.Config(env="CartPole-v1"))["target_entropy_scale"] == pytest.approx(0.89)
-    assert sac.default_hparams(sac.Config(env="Pendulum-v1"))["target_entropy_scale"] == 1.0
+    assert get_algo("sac") is sac.ALGORITHM
+    assert sac.SPEC.resolve({"env": "CartPole-v1"})[1]["target_entropy_scale"] == pytest.approx(0.89)
+    assert sac.SPEC.resolve({"env": "Pendulum-v1"})[1]["target_entropy_scale"] == 1.0
+    assert sac.SPEC.resolve({"env": "CartPole-v1", "target_entropy_scale": 0.5})[1]["target_entropy_scale"] == 0.5
 
 
 # ---- whole runs -------------------------------------------------------------------------
@@ -250,57 +230,39 @@ def test_discrete_sac_bootstraps_truncations_from_the_buffer():
     stored final observation) Q must reach 1 / (1 - gamma) = 10. Treating the time limit as
     a termination would cap it near 1 / (1 - gamma * 19/20) ~ 6.9. Also checks the output
     structure: per-update metrics, NaN losses before learning starts, the evaluation."""
-    config = sac.Config(env=ENDLESS, num_envs=4, num_steps=1, grad_steps=1, total_timesteps=4 * 1500,
-                        buffer_size=512, minibatch_size=64, learning_starts=64, hidden=(16,), learn_alpha=False,
-                        num_eval_episodes=4)
-    hp = {**sac.default_hparams(config), "gamma": 0.9, "init_alpha": 1e-6, "critic_lr": 3e-3, "tau": 0.05}
-    out = jax.jit(sac.make_train(config))(jax.random.PRNGKey(0), hp)
-    critic = sac.build_networks(config, VecEnv(ENDLESS, 1))[1]
-    q = np.asarray(critic.apply(out["state"].params["critic"], jnp.ones((1, 1))))  # [2 critics, 1, 2 actions]
+    config, _, program, out = train_seeds("sac", dict(
+        env=ENDLESS, num_envs=4, num_steps=1, grad_steps=1, total_timesteps=4 * 1500, buffer_size=512,
+        minibatch_size=64, learning_starts=64, hidden=(16,), learn_alpha=False, num_eval_episodes=4, gamma=0.9,
+        init_alpha=1e-6, critic_lr=3e-3, tau=0.05), seeds=1)
+    critic = EnsembleQ(2, (16,), "relu", 2)
+    params = jax.tree_util.tree_map(lambda x: x[0], out["carry"][0].params["critic"])
+    q = np.asarray(critic.apply(params, jnp.ones((1, 1))))  # [2 critics, 1, 2 actions]
     np.testing.assert_allclose(q, 10.0, rtol=0.05)
-    m = out["metrics"]
+    m = {k: np.asarray(v)[0] for k, v in out["metrics"].items()}
     assert set(m) >= {"critic_loss", "actor_loss", "alpha", "entropy", "q_mean", "episode_return"}
     assert all(v.shape == (config.num_updates,) for v in m.values())
-    assert np.all(np.isnan(np.asarray(m["critic_loss"])[:config.num_warmup_updates]))
-    assert np.all(np.isfinite(np.asarray(m["critic_loss"])[config.num_warmup_updates:]))
+    assert np.all(np.isnan(m["critic_loss"][:config.num_warmup_updates]))
+    assert np.all(np.isfinite(m["critic_loss"][config.num_warmup_updates:]))
     np.testing.assert_allclose(np.asarray(out["eval_returns"]), 20.0)  # every episode lasts the limit
-
-
-def test_fused_passes_change_nothing_but_the_kernels():
-    """Discrete SAC draws no noise in its losses, so the fused passes (actor on [s; s'] once,
-    see Config.fuse_passes) must give the same parameters as separate passes."""
-    outs = []
-    for fuse in (True, False):
-        config = sac.Config(env="CartPole-v1", total_timesteps=400, learning_starts=200, buffer_size=400,
-                            minibatch_size=32, hidden=(16,), num_eval_episodes=2, fuse_passes=fuse)
-        outs.append(jax.jit(sac.make_train(config))(jax.random.PRNGKey(3), sac.default_hparams(config)))
-    for a, b in zip(*(jax.tree_util.tree_leaves(o["state"].params) for o in outs)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_sac_learns_pendulum_few_seeds():
     """4 seeds in one program, 6000 env steps each: the final return's IQM must beat a
     random policy (about -1200) by far; it fails when learning breaks."""
-    config = sac.Config(env="Pendulum-v1", total_timesteps=6000, learning_starts=500, buffer_size=6000,
-                        minibatch_size=128, hidden=(64, 64), num_eval_episodes=8)
-    hp = {**sac.default_hparams(config), "actor_lr": 1e-3, "critic_lr": 2e-3, "alpha_lr": 1e-3, "tau": 0.01}
-    keys = jax.random.split(jax.random.PRNGKey(42), 4)
-    out = jax.jit(jax.vmap(sac.make_train(config, num_seeds=4), in_axes=(0, None)))(keys, hp)
+    out = train_seeds("sac", dict(env="Pendulum-v1", total_timesteps=6000, learning_starts=500, buffer_size=6000,
+                                  minibatch_size=128, hidden=(64, 64), num_eval_episodes=8, actor_lr=1e-3,
+                                  critic_lr=2e-3, alpha_lr=1e-3, tau=0.01), seeds=4, seed=42, preset="none")[3]
     final = np.asarray(out["eval_returns"]).mean(-1)
     assert stats.iqm(final) > -500.0, final
 
 
 def test_presets_are_valid_and_within_the_acceptance_budgets():
-    """Every SAC preset builds (config and hyperparameters validate, no compile); the
-    acceptance presets stay inside issue 4's env-step budgets."""
-    from purejaxpg.algos.presets import PRESETS
-    from purejaxpg.engine.experiment import build
-
-    assert set(PRESETS["sac"]) >= {"Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1"}
+    """Every SAC preset resolves (no compile); the acceptance presets stay inside issue 4's
+    env-step budgets."""
+    assert set(sac.ALGORITHM.presets) >= {"Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1"}
     budgets = {"Pendulum-v1": 20_000, "CartPole-v1": 200_000}
-    for env in PRESETS["sac"]:
-        _, config, hparams = build("sac", {"env": env})
-        sac.validate_hparams(hparams)
+    for env in sac.ALGORITHM.presets:
+        config, _ = sac.ALGORITHM.resolve({"env": env})
         assert config.env == env
         if env in budgets:
             assert config.num_updates * config.batch_size <= budgets[env]

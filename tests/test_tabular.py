@@ -298,15 +298,13 @@ def test_lab_cli(lab_result, tmp_path, capsys, monkeypatch):
 
 
 def test_reinforce_approaches_the_optimal_J():
-    from purejaxpg.algos import reinforce
+    from reference import train_seeds
 
     _, params = make_env("Tabular-Random")  # 8 states (one terminal) x 3 actions, gamma 0.9
-    config = reinforce.Config(env="Tabular-Random", hidden=(), num_envs=8, num_steps=64,
-                              total_timesteps=250_000, num_eval_episodes=4)
-    hp = {**reinforce.default_hparams(config), "lr": 0.08, "gamma": float(params.mdp.gamma), "max_grad_norm": 10.0}
-    keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    out = jax.jit(jax.vmap(reinforce.make_train(config), in_axes=(0, None)))(keys, hp)
-    actor = out["state"].params["actor"]["params"]["Dense_0"]  # hidden=(): logits = onehot @ W + b
+    out = train_seeds("reinforce", dict(env="Tabular-Random", hidden=(), num_envs=8, num_steps=64,
+                                        total_timesteps=250_000, num_eval_episodes=4, lr=0.08,
+                                        gamma=float(params.mdp.gamma), max_grad_norm=10.0), seeds=4)[3]
+    actor = out["carry"][0].params["actor"]["params"]["Dense_0"]  # hidden=(): logits = onehot @ W + b
     thetas = actor["kernel"] + actor["bias"][:, None, :]
     with jax.enable_x64(True):
         m = params.mdp.astype(jnp.float64)

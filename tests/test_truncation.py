@@ -5,11 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxpg.algos import a2c
-from purejaxpg.algos.common import build_networks
+from purejaxpg.engine.onpolicy import build_networks
 from purejaxpg.envs import VecEnv
 
-from reference import endless_env_name
+from reference import endless_env_name, train_seeds
 
 ENV = endless_env_name()
 
@@ -17,12 +16,13 @@ GAMMA = 0.9
 
 
 def _learned_v0(bootstrap: bool) -> float:
-    config = a2c.Config(env=ENV, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 600,
-                        hidden=(16,), anneal_lr=False, bootstrap_truncation=bootstrap, num_eval_episodes=1)
-    hp = {**a2c.default_hparams(config), "lr": 3e-2, "gamma": GAMMA, "gae_lambda": 0.5, "max_grad_norm": 10.0}
-    out = jax.jit(a2c.make_train(config))(jax.random.PRNGKey(0), hp)
+    config, _, _, out = train_seeds("a2c", dict(
+        env=ENV, num_envs=4, num_steps=8, total_timesteps=4 * 8 * 600, hidden=(16,), anneal_lr=False,
+        bootstrap_truncation=bootstrap, num_eval_episodes=1, lr=3e-2, gamma=GAMMA, gae_lambda=0.5,
+        max_grad_norm=10.0), seeds=1)
     critic = build_networks(config, VecEnv(ENV, 1))[1]
-    return float(critic.apply(out["state"].params["critic"], jnp.ones((1, 1)))[0])
+    params = jax.tree_util.tree_map(lambda x: x[0], out["carry"][0].params)
+    return float(critic.apply(params["critic"], jnp.ones((1, 1)))[0])
 
 
 def test_truncation_bootstraps_to_infinite_horizon_value():

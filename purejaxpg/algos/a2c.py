@@ -8,55 +8,37 @@ batch bootstraps from V of the next observation.
 """
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-
 import jax
 
-from purejaxpg.algos.common import (
-    BASE_HPARAMS,
-    OnPolicyConfig,
-    apply_gradients,
-    make_onpolicy_train,
-)
+from purejaxpg.algos.presets import PRESETS
 from purejaxpg.core import advantages as adv
 from purejaxpg.core.losses import explained_variance, reinforce_loss, value_loss
 from purejaxpg.core.rollout import batched_apply
-
-ADVANTAGES = ("gae", "nstep")
-
-
-@dataclass(frozen=True)
-class Config(OnPolicyConfig):
-    num_envs: int = 16
-    num_steps: int = 16
-    advantage: str = "gae"
-    n_step: int = 5  # horizon for advantage="nstep" (at most num_steps)
-    normalize_advantages: bool = False
-
-    def validate(self) -> None:
-        super().validate()
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"advantage must be one of {', '.join(ADVANTAGES)}, got {self.advantage!r}")
-        if not 1 <= self.n_step <= self.num_steps:
-            raise ValueError(f"n_step must be in [1, num_steps={self.num_steps}], got {self.n_step}")
+from purejaxpg.engine import onpolicy
+from purejaxpg.engine.program import Algorithm
+from purejaxpg.engine.spec import static, traced
 
 
-def default_hparams(config=None) -> dict:
+def check(config, hparams) -> None:
+    if config.advantage == "nstep" and config.n_step > config.num_steps:
+        raise ValueError(f"n_step={config.n_step} is longer than num_steps={config.num_steps}")
+
+
+SPEC = onpolicy.SPEC.extend("a2c", (
+    static("advantage", "gae", "advantage estimate", choices=("gae", "nstep")),
+    static("n_step", 5, "horizon of the n-step targets (at most num_steps)", bounds="[1, inf)",
+           when={"advantage": "nstep"}),
+    static("normalize_advantages", False, "standardise advantages over the batch"),
+    traced("gae_lambda", 0.95, "GAE lambda", bounds="[0, 1]", when={"advantage": "gae"}),
+), defaults={
+    "num_envs": 16, "num_steps": 16,
     # lr and ent_coef from scripts/tune_foundation.py on CartPole-v1 (16 envs x 16 steps, GAE
     # 0.95; benchmarks/results/foundation_tuning.json): with ent_coef 0.01 the final-return
     # IQM was 216/328/479 at lr 3e-4/1e-3/3e-3 (8 seeds); with ent_coef 0 it was 255/460/500,
     # and on 16 fresh seeds 500 at lr 2e-3, 3e-3 and 5e-3, with every seed at 500 only at 3e-3.
     # (The earlier lr 1e-3, ent_coef 0.01 gave IQM 316 in scripts/foundation_acceptance.py.)
-    return {**BASE_HPARAMS, "lr": 3e-3, "gae_lambda": 0.95, "ent_coef": 0.0, "vf_coef": 0.5}
-
-
-def grad_steps_per_update(config) -> int:
-    return 1
-
-
-def init_extra(config, hp):
-    return ()
+    "lr": 3e-3,
+}, checks=(check,))
 
 
 def advantages_and_targets(config, traj, hp):
@@ -86,9 +68,13 @@ def update(ctx, state, traj, hp, key):
         return loss, {"policy_loss": pg, "value_loss": vl, "entropy": entropy,
                       "explained_variance": explained_variance(jax.lax.stop_gradient(values), targets)}
 
-    state, loss, aux = apply_gradients(ctx, state, loss_fn)
+    state, loss, aux = onpolicy.apply_gradients(ctx, state, loss_fn)
     return state, {**aux, "loss": loss}
 
 
-def make_train(config: Config, callback=None):
-    return make_onpolicy_train(config, sys.modules[__name__], callback)
+def make_program(config):
+    return onpolicy.make_program(config, update, grad_steps=1)
+
+
+ALGORITHM = Algorithm("a2c", SPEC, make_program, "synchronous advantage actor-critic (GAE or n-step)",
+                      PRESETS.get("a2c", {}))

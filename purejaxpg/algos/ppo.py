@@ -4,7 +4,7 @@ Two surrogates share everything else (``surrogate``, static):
 
 * ``"clip"`` (``purejaxpg train ppo``): the clipped surrogate with the pessimistic min,
   -E[min(rho A, clip(rho, 1-eps, 1+eps) A)], rho = pi(a|s) / pi_old(a|s).
-* ``"kl"`` (``purejaxpg train ppo-kl``): -E[rho A] + beta KL(pi_old || pi); beta is adapted
+* ``"kl"`` (``purejaxpg train ppo --surrogate kl``, or ``ppo-kl``): -E[rho A] + beta KL(pi_old || pi); beta is adapted
   after every update against ``target_kl``: doubled when the update's KL exceeds
   1.5 x target, halved when it is below target / 1.5. beta lives in the train state.
 
@@ -22,65 +22,41 @@ Truncations bootstrap from V(final_observation).
 """
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxpg.algos.common import (
-    BASE_HPARAMS,
-    OnPolicyConfig,
-    apply_gradients,
-    make_onpolicy_train,
-)
+from purejaxpg.algos.presets import PRESETS
 from purejaxpg.core import advantages as adv
-from purejaxpg.core.losses import (
-    adapt_kl_beta,
-    explained_variance,
-    ppo_clip_loss,
-    ppo_kl_loss,
-    value_loss,
-)
+from purejaxpg.core.losses import adapt_kl_beta, explained_variance, ppo_clip_loss, ppo_kl_loss, value_loss
 from purejaxpg.core.normalize import RunningMeanStd
-
-SURROGATES = ("clip", "kl")
-
-
-@dataclass(frozen=True)
-class Config(OnPolicyConfig):
-    num_envs: int = 4
-    num_steps: int = 128
-    total_timesteps: int = 500_000
-    surrogate: str = "clip"
-    update_epochs: int = 4  # passes over each batch
-    num_minibatches: int = 4  # minibatches per pass (must divide num_envs x num_steps)
-    normalize_advantages: bool = True  # per minibatch
-    clip_value: bool = True  # PPO value clipping with clip_eps around the old values
-    scale_rewards: bool = False  # divide rewards by the running std of the discounted return
-
-    def validate(self) -> None:
-        super().validate()
-        if self.surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)}, got {self.surrogate!r}")
-        for name in ("update_epochs", "num_minibatches"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.batch_size % self.num_minibatches:
-            raise ValueError(f"num_minibatches={self.num_minibatches} must divide num_envs x num_steps "
-                             f"= {self.batch_size}")
+from purejaxpg.engine import onpolicy
+from purejaxpg.engine.program import Algorithm
+from purejaxpg.engine.spec import static, traced
 
 
-def default_hparams(config=None) -> dict:
-    hp = {**BASE_HPARAMS, "lr": 2.5e-4, "gae_lambda": 0.95, "clip_eps": 0.2, "ent_coef": 0.01, "vf_coef": 0.5}
-    if config is not None and config.surrogate == "kl":
-        hp.update(target_kl=0.01, kl_beta=1.0)  # kl_beta: initial penalty coefficient
-    return hp
+def check(config, hparams) -> None:
+    if config.batch_size % config.num_minibatches:
+        raise ValueError(f"num_minibatches={config.num_minibatches} must divide num_envs x num_steps "
+                         f"= {config.batch_size}")
 
 
-def grad_steps_per_update(config) -> int:
-    return config.update_epochs * config.num_minibatches
+KL = {"surrogate": "kl"}
+SPEC = onpolicy.SPEC.extend("ppo", (
+    static("surrogate", "clip", "clip: the clipped surrogate; kl: the KL-penalised one (adaptive beta)",
+           choices=("clip", "kl")),
+    static("update_epochs", 4, "passes over each batch", bounds="[1, inf)"),
+    static("num_minibatches", 4, "minibatches per pass (must divide num_envs x num_steps)", bounds="[1, inf)"),
+    static("normalize_advantages", True, "standardise advantages per minibatch"),
+    static("clip_value", True, "clip the value update to clip_eps around the old values"),
+    static("scale_rewards", False, "divide rewards by the running std of the discounted return"),
+    traced("gae_lambda", 0.95, "GAE lambda", bounds="[0, 1]"),
+    traced("clip_eps", 0.2, "clip range of the probability ratio (and of the value, with clip_value)",
+           bounds="(0, 1]"),
+    traced("target_kl", 0.01, "the KL per update the penalty aims at", bounds="(0, inf)", when=KL),
+    traced("kl_beta", 1.0, "initial KL penalty coefficient", bounds="(0, inf)", when=KL),
+), defaults={"num_envs": 4, "num_steps": 128, "total_timesteps": 500_000, "ent_coef": 0.01},
+    checks=(check,))
 
 
 @struct.dataclass
@@ -91,7 +67,7 @@ class Extra:
 
 
 def init_extra(config, hp):
-    beta = hp.get("kl_beta", jnp.float32(0.0))
+    beta = hp["kl_beta"] if config.surrogate == "kl" else 0.0
     return Extra(jnp.asarray(beta, jnp.float32), jnp.zeros(config.num_envs, jnp.float32), RunningMeanStd.create(()))
 
 
@@ -141,7 +117,7 @@ def update(ctx, state, traj, hp, key):
         return loss, {"policy_loss": pg, "value_loss": vl, "entropy": entropy, **aux}
 
     def minibatch_step(state, batch):
-        state, loss, aux = apply_gradients(ctx, state, loss_fn, batch)
+        state, loss, aux = onpolicy.apply_gradients(ctx, state, loss_fn, batch)
         return state, {**aux, "loss": loss}
 
     def epoch(state, k):
@@ -159,5 +135,12 @@ def update(ctx, state, traj, hp, key):
     return state.replace(extra=extra), metrics
 
 
-def make_train(config: Config, callback=None):
-    return make_onpolicy_train(config, sys.modules[__name__], callback)
+def make_program(config):
+    return onpolicy.make_program(config, update, config.update_epochs * config.num_minibatches, init_extra)
+
+
+ALGORITHM = Algorithm("ppo", SPEC, make_program, "PPO, clipped or KL-penalised surrogate (--surrogate)",
+                      PRESETS.get("ppo", {}))
+# ppo-kl: PPO with surrogate=kl by default (the same spec and program)
+KL_ALGORITHM = Algorithm("ppo-kl", SPEC.extend("ppo-kl", defaults={"surrogate": "kl"}), make_program,
+                         "PPO with the adaptive KL penalty (ppo --surrogate kl)", PRESETS.get("ppo-kl", {}))

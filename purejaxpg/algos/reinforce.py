@@ -35,68 +35,40 @@ Time-limit truncations without a value function count as episode ends.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 
-from purejaxpg.algos.common import (
-    BASE_HPARAMS,
-    OnPolicyConfig,
-    apply_gradients,
-    make_onpolicy_train,
-)
+from purejaxpg.algos.presets import PRESETS
 from purejaxpg.core import advantages as adv
-from purejaxpg.core.losses import (
-    explained_variance,
-    masked_mean,
-    reinforce_loss,
-    value_loss,
-)
+from purejaxpg.core.losses import explained_variance, masked_mean, reinforce_loss, value_loss
 from purejaxpg.core.rollout import batched_apply
-
-RETURNS = ("reward_to_go", "whole")
-BASELINES = ("none", "mean", "value")
-BOUNDARIES = ("drop", "bootstrap")
-
-
-@dataclass(frozen=True)
-class Config(OnPolicyConfig):
-    num_envs: int = 8
-    num_steps: int = 256
-    returns: str = "reward_to_go"
-    baseline: str = "value"
-    boundary: str = "bootstrap"
-    normalize: bool = True
-    gamma_weighting: bool = False
-
-    def validate(self) -> None:
-        super().validate()
-        for name, valid in (("returns", RETURNS), ("baseline", BASELINES), ("boundary", BOUNDARIES)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        if self.boundary == "bootstrap" and self.baseline != "value":
-            raise ValueError("boundary='bootstrap' needs baseline='value' (a learned V to bootstrap from)")
+from purejaxpg.engine import onpolicy
+from purejaxpg.engine.program import Algorithm
+from purejaxpg.engine.spec import static
 
 
-def default_hparams(config=None) -> dict:
+def check(config, hparams) -> None:
+    if config.boundary == "bootstrap" and config.baseline != "value":
+        raise ValueError("boundary bootstrap needs baseline value (a learned V to bootstrap from)")
+
+
+SPEC = onpolicy.SPEC.extend("reinforce", (
+    static("returns", "reward_to_go", "weight of grad log pi(a_t|s_t): the reward-to-go G_t or the whole "
+           "return G_0", choices=("reward_to_go", "whole")),
+    static("baseline", "value", "subtracted from the weights", choices=("none", "mean", "value")),
+    static("boundary", "bootstrap", "episodes cut by the batch's end: dropped, or completed by V",
+           choices=("drop", "bootstrap")),
+    static("normalize", True, "standardise the weights over the batch"),
+    static("gamma_weighting", False, "multiply reward-to-go weights by gamma^t (the discounted objective's "
+           "gradient)"),
+), defaults={
+    "num_envs": 8, "num_steps": 256,
     # lr from scripts/tune_foundation.py on CartPole-v1 (defaults otherwise; 16 seeds x 1e6
     # steps, benchmarks/results/foundation_tuning.json): final-return IQM 426 at 2e-3, 484-489
     # at 3e-3, 500 at 4e-3 (min seed 485), 500 at 5e-3 but a seed collapsing to 215, 369 at
     # 7e-3; 1e-3 (the earlier default) gave 241 in scripts/foundation_acceptance.py.
-    return {**BASE_HPARAMS, "lr": 4e-3, "ent_coef": 0.0, "vf_coef": 0.5}
-
-
-def grad_steps_per_update(config) -> int:
-    return 1
-
-
-def uses_values(config) -> bool:
-    return config.baseline == "value"
-
-
-def init_extra(config, hp):
-    return ()
+    "lr": 4e-3,
+}, checks=(check,))
 
 
 def weights_and_mask(config, traj, gamma, value=None):
@@ -144,11 +116,13 @@ def update(ctx, state, traj, hp, key):
             aux["explained_variance"] = explained_variance(jax.lax.stop_gradient(values), targets, target_mask)
         return loss, aux
 
-    state, loss, aux = apply_gradients(ctx, state, loss_fn)
+    state, loss, aux = onpolicy.apply_gradients(ctx, state, loss_fn)
     return state, {**aux, "loss": loss, "used_fraction": mask.mean()}
 
 
-def make_train(config: Config, callback=None):
-    import sys
+def make_program(config):
+    return onpolicy.make_program(config, update, grad_steps=1, uses_values=config.baseline == "value")
 
-    return make_onpolicy_train(config, sys.modules[__name__], callback)
+
+ALGORITHM = Algorithm("reinforce", SPEC, make_program, "Monte-Carlo policy gradient (reward-to-go, baselines)",
+                      PRESETS.get("reinforce", {}))

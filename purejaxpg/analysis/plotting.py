@@ -66,3 +66,35 @@ def plot_learning_curves(path, curves: dict, xlabel: str = "env steps per seed",
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_sweep(path: str, rows: list, algo: str, num_seeds: int, ranges: dict | None = None) -> None:
+    """One panel per numeric swept setting: each configuration's final-return IQM against its
+    value, with the 95% bootstrap CI of the IQM as error bars (log axis for log ranges and
+    for values spanning a decade or more)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = sorted({k for row in rows for k, v in row["swept"].items() if not isinstance(v, (list, tuple, str, bool))})
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.5 * max(1, len(names)), 3.6), dpi=120, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        pts = [(row["swept"][name], row["iqm"], row["iqm_ci95"]) for row in rows if row["iqm"] is not None]
+        if not pts:
+            continue
+        x = np.asarray([p[0] for p in pts], np.float64)
+        y = np.asarray([p[1] for p in pts], np.float64)
+        lo = np.asarray([p[1] if p[2][0] is None else p[2][0] for p in pts], np.float64)
+        hi = np.asarray([p[1] if p[2][1] is None else p[2][1] for p in pts], np.float64)
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", capsize=3, alpha=0.8)
+        scale = (ranges or {}).get(name)
+        if (scale and scale[2] == "log") or (np.all(x > 0) and x.max() / x.min() >= 10):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("final return (IQM, 95% CI)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{algo} sweep: {len(rows)} configurations x {num_seeds} seeds")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,18 +1,18 @@
 """One episode of a trained policy as a GIF (classic-control environments).
 
-``purejaxpg eval DIR --gif PATH [--gif-run C,S]`` restores the last checkpoint of a
-chunked run, plays one episode with the policy of configuration ``C``, seed ``S`` exactly
-as the run's evaluation plays it (the algorithm's own ``train.eval_policy``: the same
-greedy/sampling choice, the frozen observation-normalisation statistics and the run's
-evaluation key), records the gymnax env state the policy acts on at every step, draws each
-state on the host and writes the frames with Pillow.
+``purejaxpg eval DIR --gif PATH [--gif-run C,S]`` restores the last checkpoint of a run
+(engine.runner.restore), plays one episode with the policy of configuration ``C``, seed
+``S`` exactly as the run's evaluation plays it (``Program.act``: the same greedy/sampling
+choice, the frozen observation-normalisation statistics and the run's evaluation key),
+records the gymnax env state the policy acts on at every step, draws each state on the
+host and writes the frames with Pillow.
 
 The episode is one ``jax.lax.scan`` of the env's ``max_steps_in_episode`` steps on a
 single environment (``VecEnv(env, 1)``), with the key handling of ``rollout.evaluate``;
 the frames are cut at the first step that ends the episode (termination or time limit),
 so a GIF has one frame per step of the episode: frame ``t`` shows the state on which
 action ``t`` was taken (the terminal state itself is reset away by gymnax and not shown).
-With the run's evaluation key the episode is the one ``train.evaluate`` plays with
+With the run's evaluation key the episode is the one ``Program.evaluate`` plays with
 ``num_eval_episodes=1``.
 
 Drawing is matplotlib's Agg backend (a ``Figure`` with its own ``FigureCanvasAgg``, no
@@ -37,7 +37,6 @@ Drawing conventions (from each environment's dynamics):
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Callable
@@ -349,71 +348,45 @@ def record_episode(venv, policy_fn, params, obs_rms, key):
     return out
 
 
-def _locate_run(spec: dict, groups: list, config_index: int, seed_index: int):
-    """(group index, index within the group, configuration name) of configuration ``config_index``."""
-    from purejaxpg.engine.sweep import _untuple, config_name
-
-    points = spec["points"]
-    if not 0 <= int(config_index) < len(points):
-        raise ValueError(f"--gif-run configuration {config_index} out of range: the run has {len(points)} "
-                         f"configuration(s), 0..{len(points) - 1}")
-    if not 0 <= int(seed_index) < spec["num_seeds"]:
-        raise ValueError(f"--gif-run seed {seed_index} out of range: the run has {spec['num_seeds']} seed(s), "
-                         f"0..{spec['num_seeds'] - 1}")
-    name = config_name(_untuple(points[config_index]), config_index)
-    for gi, g in enumerate(groups):
-        if name in g.names:
-            return gi, g.names.index(name), name
-    raise ValueError(f"configuration {config_index} ({name}) is not in the run's plan")  # not reached
-
-
 def render_run(out_dir: str, path: str, run=(0, 0), greedy: bool | None = None, width: int = 400,
                height: int = 300, duration_ms: int | None = None) -> dict:
     """Write a GIF of one episode of the policy of ``run = (configuration, seed)`` from the
-    last checkpoint of the chunked run (or sweep) in ``out_dir``. ``greedy`` overrides the
-    run's evaluation setting (``eval_greedy`` / ``eval_deterministic``) as in ``eval``.
+    last checkpoint of the run (or sweep) in ``out_dir``, played as its evaluation plays
+    it (``Program.act``). ``greedy`` overrides the run's ``eval_greedy`` as in ``eval``.
     Returns {"path", "name", "seed", "env", "frames", "length", "return", "updates"}."""
-    plan = check_run(out_dir, run)
-    return _render_group(*plan, int(run[1]), path, greedy, width, height, duration_ms)
-
-
-def check_run(out_dir: str, run=(0, 0)):
-    """Validate a GIF request before anything compiles (one-line ValueErrors: no run.json,
-    an env that cannot be drawn, a run out of range). Returns (spec, out_dir, groups,
-    group index, index within the group, configuration name)."""
-    from purejaxpg.engine.sweep import RUN_FILE, load_plan
-
-    spec_path = os.path.join(out_dir, RUN_FILE)
-    if not os.path.exists(spec_path):
-        raise ValueError(f"{out_dir} holds no {RUN_FILE}: render a run made by purejaxpg sweep or train --chunks")
-    with open(spec_path) as f:
-        spec = json.load(f)
-    _, groups = load_plan(spec)
-    if len(run) != 2:
-        raise ValueError(f"--gif-run expects CONFIG_INDEX,SEED, got {','.join(map(str, run))!r}")
-    gi, c, name = _locate_run(spec, groups, *run)
-    check_renderable(groups[gi].config.env)  # (a sweep may span envs: the chosen run's)
-    return spec, out_dir, groups, gi, c, name
-
-
-def _render_group(spec, out_dir, groups, gi, c, name, s, path, greedy, width, height, duration_ms) -> dict:
     import jax
 
-    from purejaxpg.analysis.evaluate import with_eval_mode
-    from purejaxpg.engine.sweep import carry_axes, restore_latest
+    from purejaxpg.analysis.evaluate import eval_settings
+    from purejaxpg.engine import runner
     from purejaxpg.envs import VecEnv
 
-    config = with_eval_mode(groups[gi].config, greedy)
-    _, pr, carry, k = restore_latest(spec, out_dir, gi, config)
-    b = c * pr.S + s  # run b of the batch (see sweep._prepare)
-    axes = carry_axes(pr.train, carry)
-    one = jax.tree_util.tree_map(lambda a, x: x if a is None else x[b], axes, carry, is_leaf=lambda a: a is None)
-    venv = VecEnv(config.env, 1)
-    record = jax.jit(lambda carry1: record_episode(venv, *pr.train.eval_policy(carry1)))
-    states, _, dones, returns = jax.device_get(record(one))
+    gi, c = check_run(out_dir, run)
+    g, batch, carry, updates = runner.restore(out_dir, gi, eval_settings(greedy=greedy))
+    venv = VecEnv(g.config.env, 1)
+    policy = batch.program.act(batch.run_carry(carry, c, int(run[1])))
+    record = jax.jit(lambda params, obs_rms, key: record_episode(venv, policy.fn, params, obs_rms, key))
+    states, _, dones, returns = jax.device_get(record(policy.params, policy.obs_rms, policy.key))
     ends = np.flatnonzero(np.asarray(dones))
     length = int(ends[0]) + 1 if ends.size else int(np.asarray(dones).shape[0])
-    frames = render_frames(config.env, states, venv.params, length, width, height)
-    write_gif(path, frames, duration_ms or DURATION_MS[config.env])
-    return {"path": path, "name": name, "seed": s, "env": config.env, "frames": len(frames), "length": length,
-            "return": float(returns[length - 1]) if ends.size else None, "updates": int(sum(pr.lengths[:k]))}
+    frames = render_frames(g.config.env, states, venv.params, length, width, height)
+    write_gif(path, frames, duration_ms or DURATION_MS[g.config.env])
+    return {"path": path, "name": g.names[c], "seed": int(run[1]), "env": g.config.env, "frames": len(frames),
+            "length": length, "return": float(returns[length - 1]) if ends.size else None, "updates": updates}
+
+
+def check_run(out_dir: str, run=(0, 0)) -> tuple:
+    """Validate a GIF request before anything compiles (one-line ValueErrors: no run.json,
+    a run out of range, an env that cannot be drawn). Returns (group index, index of the
+    configuration within its group)."""
+    from purejaxpg.engine.plan import Plan, groups, locate
+
+    plan = Plan.read(out_dir)
+    if len(run) != 2:
+        raise ValueError(f"--gif-run expects CONFIG_INDEX,SEED, got {','.join(map(str, run))!r}")
+    group_list = groups(plan)
+    gi, c = locate(group_list, int(run[0]))
+    if not 0 <= int(run[1]) < plan.num_seeds:
+        raise ValueError(f"--gif-run seed {run[1]} out of range: the run has {plan.num_seeds} seed(s), "
+                         f"0..{plan.num_seeds - 1}")
+    check_renderable(group_list[gi].config.env)  # (a sweep may span envs: the chosen run's)
+    return gi, c

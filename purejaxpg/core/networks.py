@@ -142,48 +142,30 @@ class Critic(nn.Module):
 # Layers of an ensemble (twin Q) are stacked on a leading axis and run as one batched
 # matmul; the dense op has a hand-written backward pass laid out for CPU (see ``dense``).
 
-import functools
 from typing import NamedTuple
 
 _LOG2 = float(np.log(2.0))
 _LOG_SQRT_2PI = float(0.5 * np.log(2.0 * np.pi))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def dense(x, kernel, bias, grad_rows: int = 0, freeze_later_rows: bool = False):
+@jax.custom_vjp
+def dense(x, kernel, bias):
     """x @ kernel + bias over the last two axes (leading axes batch, e.g. ensemble members).
     x [..., B, I], kernel [..., I, O], bias [..., O] -> [..., B, O].
 
-    ``grad_rows`` (static): when > 0, kernel and bias receive gradient only from the first
-    ``grad_rows`` rows of x; the later rows see them as constants (as if through
-    ``stop_gradient``), while x keeps its gradient in every row. This lets two evaluations
-    of one network, one training its parameters and one only differentiated with respect to
-    its input (SAC's critic in the critic and in the actor loss), run as one matmul chain.
-    0: all rows, i.e. plain autodiff. ``freeze_later_rows``: the later rows pass no gradient
-    to x either (their outputs are used only as constants, e.g. SAC's target policy), so
-    the backward pass does no work for them.
-
     The backward pass writes the kernel gradient of a narrow layer (one or two outputs: the
     heads) as a multiply and a sum per output column, several times faster on CPU than
-    XLA's matmul kernel for that shape."""
+    XLA's matmul kernel for that shape; wider layers use the usual matmul."""
     return x @ kernel + bias[..., None, :]
 
 
-def _dense_fwd(x, kernel, bias, grad_rows, freeze_later_rows):
-    return dense(x, kernel, bias, grad_rows, freeze_later_rows), (x, kernel)
+def _dense_fwd(x, kernel, bias):
+    return dense(x, kernel, bias), (x, kernel)
 
 
-def _dense_bwd(grad_rows, freeze_later_rows, res, g):
+def _dense_bwd(res, g):
     x, kernel = res
-    kernel_t = jnp.swapaxes(kernel, -1, -2)
-    if not grad_rows:
-        gx = g @ kernel_t
-    elif freeze_later_rows:
-        gx = jnp.concatenate([g[..., :grad_rows, :] @ kernel_t, jnp.zeros_like(x[..., grad_rows:, :])], axis=-2)
-    else:
-        gx = g @ kernel_t
-    if grad_rows:
-        x, g = x[..., :grad_rows, :], g[..., :grad_rows, :]
+    gx = g @ jnp.swapaxes(kernel, -1, -2)
     if g.shape[-1] <= 2:
         gk = jnp.stack([(x * g[..., o:o + 1]).sum(-2) for o in range(g.shape[-1])], axis=-1)
     else:
@@ -197,12 +179,10 @@ dense.defvjp(_dense_fwd, _dense_bwd)
 class SACDense(nn.Module):
     """A dense layer (``ensemble=0``) or ``ensemble`` independent ones stacked, with the uniform
     fan-in initialisation customary for SAC, U(+-1/sqrt(fan_in)) (no QR decomposition at init).
-    Ensemble input: [K, B, I], or [B, I] shared by all members. ``grad_rows``: see ``dense``."""
+    Ensemble input: [K, B, I], or [B, I] shared by all members."""
 
     features: int
     ensemble: int = 0
-    grad_rows: int = 0
-    freeze_later_rows: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -213,7 +193,7 @@ class SACDense(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, k + (self.features,))
         if self.ensemble and x.ndim == 2:
             x = jnp.broadcast_to(x, k + x.shape)
-        return dense(x, kernel, bias, self.grad_rows, self.freeze_later_rows)
+        return dense(x, kernel, bias)
 
 
 class SACTorso(nn.Module):
@@ -222,14 +202,12 @@ class SACTorso(nn.Module):
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
     ensemble: int = 0
-    grad_rows: int = 0
-    freeze_later_rows: bool = False
 
     @nn.compact
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(SACDense(width, self.ensemble, self.grad_rows, self.freeze_later_rows)(x))
+            x = act(SACDense(width, self.ensemble)(x))
         return x
 
 
@@ -274,13 +252,11 @@ class SquashedGaussianActor(nn.Module):
     activation: str = "relu"
     log_std_min: float = -5.0
     log_std_max: float = 2.0
-    grad_rows: int = 0  # see ``dense``
-    freeze_later_rows: bool = False
 
     @nn.compact
     def __call__(self, obs):
-        h = SACTorso(tuple(self.hidden), self.activation, 0, self.grad_rows, self.freeze_later_rows)(obs)
-        out = SACDense(2 * self.action_dim, 0, self.grad_rows, self.freeze_later_rows)(h)  # one head for both: one matmul
+        h = SACTorso(tuple(self.hidden), self.activation)(obs)
+        out = SACDense(2 * self.action_dim)(h)  # one head for both: one matmul
         mean, raw = jnp.split(out, 2, axis=-1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(raw) + 1.0)
         return SquashedGaussian(mean, log_std)
@@ -293,13 +269,11 @@ class CategoricalSACActor(nn.Module):
     num_actions: int
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
-    grad_rows: int = 0  # see ``dense``
-    freeze_later_rows: bool = False
 
     @nn.compact
     def __call__(self, obs):
-        h = SACTorso(tuple(self.hidden), self.activation, 0, self.grad_rows, self.freeze_later_rows)(obs)
-        return distrax.Categorical(logits=SACDense(self.num_actions, 0, self.grad_rows, self.freeze_later_rows)(h))
+        h = SACTorso(tuple(self.hidden), self.activation)(obs)
+        return distrax.Categorical(logits=SACDense(self.num_actions)(h))
 
 
 class EnsembleQ(nn.Module):
@@ -312,11 +286,10 @@ class EnsembleQ(nn.Module):
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
     num_actions: int = 0
-    grad_rows: int = 0  # see ``dense``
 
     @nn.compact
     def __call__(self, obs, action=None):
         x = obs if action is None else jnp.concatenate([obs, action.astype(obs.dtype)], axis=-1)
-        h = SACTorso(tuple(self.hidden), self.activation, self.num_q, self.grad_rows)(x)
-        out = SACDense(self.num_actions or 1, self.num_q, self.grad_rows)(h)
+        h = SACTorso(tuple(self.hidden), self.activation, self.num_q)(x)
+        out = SACDense(self.num_actions or 1, self.num_q)(h)
         return out if self.num_actions else out[..., 0]

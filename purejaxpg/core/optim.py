@@ -43,7 +43,9 @@ class ClippedAdamState(NamedTuple):
 
 def clipped_adam(learning_rate: Callable, max_grad_norm, eps, b1: float = 0.9,
                  b2: float = 0.999) -> optax.GradientTransformation:
-    """``learning_rate(count)``: the step size of update ``count`` (0, 1, ...)."""
+    """``learning_rate(count)``: the step size of update ``count`` (0, 1, ...): a scalar, or an
+    array of the parameters' shape (a step size per parameter). ``max_grad_norm`` None: no
+    clipping."""
 
     def init(params):
         zeros = jax.tree.map(jnp.zeros_like, params)
@@ -51,8 +53,9 @@ def clipped_adam(learning_rate: Callable, max_grad_norm, eps, b1: float = 0.9,
 
     def update(grads, state, params=None):
         del params
-        scale = clip_factor(grads, max_grad_norm)
-        grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
+        if max_grad_norm is not None:
+            scale = clip_factor(grads, max_grad_norm)
+            grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
         mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, grads)
         nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * g * g, state.nu, grads)
         count = state.count + 1

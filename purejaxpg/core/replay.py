@@ -9,16 +9,13 @@ are pure, so under ``vmap`` over seeds each seed has its own buffer; ``pos`` and
 depend only on how many batches were added, so they stay unbatched there and writes
 remain in-place slice updates.
 
-``memory_bytes`` / ``check_memory`` estimate what a run's buffers take
-(``capacity x transition bytes x seeds``) before anything compiles and refuse a run that
-would not fit.
+``entry_bytes`` is the size of one transition; the runner's memory check (engine.memory)
+counts every run's buffers before anything compiles.
 """
 from __future__ import annotations
 
 import functools
-import math
-import os
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -130,46 +127,3 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
 def entry_bytes(example: Any) -> int:
     """Bytes of one entry shaped like ``example``."""
     return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(example))
-
-
-def memory_bytes(example: Any, capacity: int, num_seeds: int = 1) -> int:
-    """Bytes the buffers of ``num_seeds`` seeds take: capacity x entry bytes x seeds."""
-    return int(capacity) * entry_bytes(example) * int(num_seeds)
-
-
-def available_memory_bytes() -> int:
-    """Memory a run may use: free accelerator memory when the default device reports it,
-    otherwise available host memory (``os.sysconf``); a very large number if neither is
-    known."""
-    try:
-        stats = jax.devices()[0].memory_stats() or {}
-        if "bytes_limit" in stats:
-            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    except Exception:  # backends without memory statistics
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 2**62
-
-
-def _fmt(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-
-
-def check_memory(example: Any, capacity: int, num_seeds: int = 1,
-                 limit_bytes: Optional[float] = None, fraction: float = 0.5) -> int:
-    """Refuse (``ValueError``, one line) a run whose buffers would take more than
-    ``limit_bytes`` — by default ``fraction`` of ``available_memory_bytes()``, leaving the
-    rest for the program's other arrays and temporaries. Returns the estimate in bytes."""
-    need = memory_bytes(example, capacity, num_seeds)
-    limit = fraction * available_memory_bytes() if limit_bytes is None or limit_bytes <= 0 else limit_bytes
-    if need > limit:
-        raise ValueError(
-            f"replay buffers need {_fmt(need)} ({capacity} transitions x {entry_bytes(example)} bytes x "
-            f"{num_seeds} seeds), more than the {_fmt(math.floor(limit))} allowed; lower buffer_size or "
-            f"the number of seeds, or raise memory_limit_mb")
-    return need

@@ -1,0 +1,193 @@
+"""A group's runs as one program over all devices: the batch axis, its sharding, and the
+compiled init / chunk / evaluate functions.
+
+The runs of a group, configurations x seeds (``run b = c * S + s``), form one batch axis.
+Seed ``s`` uses the same key in every configuration (common random numbers). The axis is
+padded to a multiple of devices x block with copies of the last run (dropped afterwards)
+and sharded over every device of every process (a 1-D ``Mesh`` named ``"batch"``). Each
+device runs the single-device program on its slice (``shard_map``), so a run's numbers do
+not depend on how many devices share the batch; ``block=K`` vmaps K runs at a time
+(``blocked_vmap``), which makes them bit-identical for any device count (XLA's CPU code
+for a reduction depends on the vmapped batch size).
+
+A chunk of ``n`` updates is a ``lax.scan`` over updates of the batched update, so progress
+can be reported once per update for all runs: the runner's ``report(i, metrics)`` is
+called on the host from inside the program, with every run's metrics ([padded runs] each,
+gathered from all devices), about 20 times per run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from purejaxpg.engine.program import Program
+
+AXIS = "batch"
+
+
+def blocked_vmap(f, in_axes, out_axes, block: int = 0):
+    """``jax.vmap(f, in_axes, out_axes)``, or with ``block`` > 0 the same map computed
+    ``block`` runs at a time: a ``lax.scan`` over blocks of a ``vmap`` of width ``block``.
+
+    ``in_axes``/``out_axes``: one entry per argument/output, each 0, None or a pytree of
+    0/None matching it. The batch must be a multiple of ``block``. Outputs with axis None
+    must be the same for every block (the last block's is returned)."""
+    vf = jax.vmap(f, in_axes=in_axes, out_axes=out_axes)
+    if not block:
+        return vf
+    tu = jax.tree_util
+
+    def axis_tree(axes, tree):  # the axis of every leaf of ``tree`` (-1: unbatched); ``axes`` a prefix
+        return tu.tree_map(lambda a, x: tu.tree_map(lambda _: -1 if a is None else a, x), axes, tree,
+                           is_leaf=lambda a: a is None)
+
+    def g(*args):
+        leaves, treedef = tu.tree_flatten(args)
+        batched = [i for i, a in enumerate(treedef.flatten_up_to(axis_tree(tuple(in_axes), args))) if a == 0]
+        n = leaves[batched[0]].shape[0]
+        if n % block:
+            raise ValueError(f"a batch of {n} runs is not a multiple of block={block}")
+
+        def one_block(_, blk):
+            now = list(leaves)
+            for i, x in zip(batched, blk):
+                now[i] = x
+            return None, vf(*treedef.unflatten(now))
+
+        _, out = jax.lax.scan(one_block, None, [leaves[i].reshape((n // block, block) + leaves[i].shape[1:])
+                                                for i in batched])
+        return tu.tree_map(lambda a, x: x[-1] if a < 0 else x.reshape((n,) + x.shape[2:]),
+                           axis_tree(out_axes, out), out)
+
+    return g
+
+
+def to_host(x) -> np.ndarray:
+    """A global array as a NumPy array on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def _global(x: np.ndarray, sharding):
+    """A global array sharded like ``sharding`` from a host array every process holds."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _is_none(a) -> bool:
+    return a is None
+
+
+@dataclass
+class Batch:
+    """The runs of one group on the devices, with their compiled functions."""
+
+    program: Program
+    num_configs: int
+    num_seeds: int
+    num_devices: int
+    padded: int  # runs on the devices: num_runs padded to a multiple of devices x block
+    keys: Any  # [padded, 2] global uint32
+    hparams: dict  # {name: [padded] global float32}
+    init: Callable  # (keys, hparams) -> carry
+    evaluate: Callable  # carry -> [padded, num_eval_episodes]
+    abstract: Any  # the batched carry's shapes and shardings
+    axes: Any  # the vmap axis of every leaf of a carry
+    replicated: Any  # the sharding of values every device holds whole
+    _chunk: Callable
+    _compiled: dict
+
+    @property
+    def num_runs(self) -> int:
+        return self.num_configs * self.num_seeds
+
+    @property
+    def programs_compiled(self) -> int:
+        return len(self._compiled)
+
+    def chunk(self, n: int):
+        """The compiled function of a chunk of ``n`` updates: (carry, hparams, start) ->
+        (carry, {name: [padded, n]})."""
+        if n not in self._compiled:
+            self._compiled[n] = self._chunk(n).lower(self.abstract, self.hparams, self._start()).compile()
+        return self._compiled[n]
+
+    def start(self, update: int):
+        """The first update of a chunk, as the chunk function takes it."""
+        return jax.device_put(jnp.int32(update), self.replicated)
+
+    def _start(self):
+        return jax.ShapeDtypeStruct((), jnp.int32, sharding=self.replicated)
+
+    def metric_shapes(self, n: int) -> dict:
+        """{name: ShapeDtypeStruct [padded, n]} of a chunk of ``n`` updates."""
+        return jax.eval_shape(self._chunk(n), self.abstract, self.hparams, self._start())[1]
+
+    def run_carry(self, carry, config_index: int, seed_index: int):
+        """The carry of one run (configuration ``config_index``, seed ``seed_index``)."""
+        b = config_index * self.num_seeds + seed_index
+        return jax.tree_util.tree_map(lambda a, x: x if a is None else x[b], self.axes, carry, is_leaf=_is_none)
+
+
+def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: int = 0,
+            report: Optional[Callable] = None, every: int = 1) -> Batch:
+    """The batch of ``len(hparams)`` configurations x ``num_seeds`` seeds of ``program``
+    (nothing compiled yet). ``report(i, metrics)``: called on the host after update ``i``
+    when ``(i + 1) % every == 0`` or at the last update, metrics {name: [padded]}."""
+    C, S = len(hparams), int(num_seeds)
+    B = C * S
+    mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
+    D = mesh.devices.size
+    padded = math.ceil(B / (D * max(1, block))) * D * max(1, block)
+    pick = np.minimum(np.arange(padded), B - 1)  # padding repeats the last run
+    seed_keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), S))
+    keys_host = np.tile(seed_keys, (C, 1))[pick]  # run b = c * S + s uses seed key s
+    hp_host = {k: np.asarray([h[k] for h in hparams], np.float32).repeat(S)[pick] for k in hparams[0]}
+
+    batch, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
+    keys = _global(keys_host, batch)
+    hps = {k: _global(v, batch) for k, v in hp_host.items()}
+    one = jax.eval_shape(program.init, jax.ShapeDtypeStruct((2,), jnp.uint32),
+                         {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hp_host})
+    axes = program.axes(one)
+    carry_sharding = jax.tree_util.tree_map(lambda a: repl if a is None else batch, axes, is_leaf=_is_none)
+    specs = jax.tree_util.tree_map(lambda a: P() if a is None else P(AXIS), axes, is_leaf=_is_none)
+
+    def sharded(f, in_specs, out_specs):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+    init = jax.jit(sharded(blocked_vmap(program.init, (0, 0), axes, block), (P(AXIS), P(AXIS)), specs),
+                   out_shardings=carry_sharding)
+    update = blocked_vmap(program.update, (axes, 0, None), (axes, 0), block)
+    last = program.num_updates - 1
+
+    def chunk_fn(n: int):
+        def run(carry, hp, start):
+            def body(c, i):
+                c, m = update(c, hp, i)
+                if report is not None:
+                    everything = jax.lax.all_gather(m, AXIS, tiled=True) if D > 1 else m
+                    now = (((i + 1) % every == 0) | (i == last)) & (jax.lax.axis_index(AXIS) == 0)
+                    jax.lax.cond(now, lambda: jax.debug.callback(report, i, everything), lambda: None)
+                return c, m
+
+            carry, metrics = jax.lax.scan(body, carry, start + jnp.arange(n, dtype=jnp.int32))
+            return carry, {k: v.T for k, v in metrics.items()}  # [runs, n]
+
+        donate = (0,) if jax.devices()[0].platform != "cpu" else ()
+        return jax.jit(sharded(run, (specs, P(AXIS), P()), (specs, P(AXIS))),
+                       out_shardings=(carry_sharding, batch), donate_argnums=donate)
+
+    evaluate = jax.jit(sharded(blocked_vmap(program.evaluate, (axes,), 0, block), (specs,), P(AXIS)),
+                       out_shardings=batch)
+    abstract = jax.eval_shape(init, keys, hps)
+    return Batch(program, C, S, D, padded, keys, hps, init, evaluate, abstract, axes, repl, chunk_fn, {})

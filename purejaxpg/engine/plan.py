@@ -1,0 +1,219 @@
+"""What a run is, before anything is built: the ``Plan`` (written to ``run.json``), the
+configurations of a sweep and their grouping into programs.
+
+A plan is one algorithm, the settings every configuration shares (``base``), the swept
+values of each configuration (``points``: a grid's product, random samples of ranges, or
+one empty point for a plain run), seeds, chunks and how runs are laid out on devices.
+``groups`` validates every configuration with the algorithm's spec (bad input fails here,
+before anything compiles) and groups them by static config: configurations that differ
+only in traced hyperparameters share one program; each different static config is another
+program.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from purejaxpg.algos import get_algo
+from purejaxpg.engine.spec import format_value
+
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything needed to run (and to resume, evaluate or render) a set of runs."""
+
+    algo: str
+    base: dict = field(default_factory=dict)  # the user's settings, shared by every configuration
+    points: tuple = ({},)  # swept values of each configuration
+    num_seeds: int = 8
+    seed: int = 0  # master seed: seed s of every configuration uses the same key
+    chunks: int = 1  # checkpointed pieces of the training scan
+    block: int = 0  # vmap this many runs at a time per device (0: all at once)
+    preset: str = "auto"
+    memory_limit_mb: float = 0.0  # refuse programs above this per device (0: half the free memory)
+    progress_every: int = 0  # updates between progress reports (0: about 20 per run)
+    single: bool = True  # one configuration, written at the output directory itself
+    ranges: dict = field(default_factory=dict)  # for the record: swept ranges (plots use their scales)
+
+    def __post_init__(self):
+        get_algo(self.algo)  # one line naming the valid algorithms
+        for name in ("num_seeds", "chunks"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("block", "progress_every", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if float(self.memory_limit_mb) < 0:
+            raise ValueError(f"memory_limit_mb must be >= 0 (0: automatic), got {self.memory_limit_mb}")
+        if self.single and len(self.points) != 1:
+            raise ValueError("a single run takes no --grid or --range")
+
+    def to_json(self) -> dict:
+        return jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Plan":
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["base"] = _untuple(d.get("base", {}))
+        d["points"] = tuple(_untuple(p) for p in d.get("points", [{}]))
+        d["ranges"] = {k: tuple(v) for k, v in d.get("ranges", {}).items()}
+        return cls(**d)
+
+    def write(self, out_dir: str) -> None:
+        from purejaxpg.engine.outputs import write_json
+
+        write_json(os.path.join(out_dir, RUN_FILE), self.to_json())
+
+    @classmethod
+    def read(cls, out_dir: str) -> "Plan":
+        path = os.path.join(out_dir, RUN_FILE)
+        if not os.path.exists(path):
+            raise ValueError(f"{out_dir} holds no {RUN_FILE}: not a run made by purejaxpg train or sweep")
+        try:
+            with open(path) as f:
+                return cls.from_json(json.load(f))
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
+            raise ValueError(f"{path} is not a readable run file ({type(e).__name__}: {e})") from None
+
+
+def jsonable(x):
+    if isinstance(x, (tuple, list)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    return x
+
+
+def _untuple(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+# ---- sweeps: grids and random ranges --------------------------------------------------
+
+def _setting(algo_name: str, name: str, flag: str):
+    spec = get_algo(algo_name).spec
+    name = name.strip().replace("-", "_")
+    if name not in spec.names:
+        spec.unknown([name])
+    return spec[name]
+
+
+def parse_grid(items, algo_name: str) -> dict:
+    """``["lr=1e-4,3e-4", "hidden=64x64,128x128"]`` -> {"lr": [1e-4, 3e-4], "hidden": [(64, 64), (128, 128)]}.
+    Each value is parsed and checked by its setting (engine.spec)."""
+    grid = {}
+    for item in items or ():
+        name, sep, values = item.partition("=")
+        if not sep or not values.strip():
+            raise ValueError(f"--grid expects NAME=V1,V2,..., got {item!r}")
+        s = _setting(algo_name, name, "--grid")
+        if s.name in grid:
+            raise ValueError(f"{s.name} given twice in --grid")
+        grid[s.name] = [s.parse(v) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def parse_ranges(items, algo_name: str) -> dict:
+    """``["lr=1e-5:1e-2:log", "gamma=0.9:0.999"]`` -> {"lr": (1e-5, 1e-2, "log"), "gamma": (0.9, 0.999, "lin")}."""
+    out = {}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        parts = text.split(":")
+        if not sep or len(parts) not in (2, 3):
+            raise ValueError(f"--range expects NAME=LOW:HIGH[:log|lin], got {item!r}")
+        s = _setting(algo_name, name, "--range")
+        if s.kind not in (int, float):
+            raise ValueError(f"--range needs a numeric setting, {s.name} is {s.kind.__name__}")
+        lo, hi = s.parse(parts[0]), s.parse(parts[1])
+        scale = parts[2] if len(parts) == 3 else "lin"
+        if scale not in ("log", "lin"):
+            raise ValueError(f"--range scale must be log or lin, got {scale!r}")
+        if not lo < hi:
+            raise ValueError(f"--range needs LOW < HIGH, got {item!r}")
+        if scale == "log" and lo <= 0:
+            raise ValueError(f"--range with log scale needs LOW > 0, got {item!r}")
+        out[s.name] = (float(lo), float(hi), scale)
+    return out
+
+
+def configurations(grid: dict, ranges: dict, samples: int, seed: int, algo_name: str) -> list:
+    """The swept values of every configuration: the grid's product, times ``samples``
+    random draws of the ranges (``numpy.random.default_rng(seed)``)."""
+    spec = get_algo(algo_name).spec
+    both = set(grid) & set(ranges)
+    if both:
+        raise ValueError(f"{sorted(both)} given in both --grid and --range")
+    if ranges and int(samples) <= 0:
+        raise ValueError("--range needs --samples K (K > 0)")
+    if samples and not ranges:
+        raise ValueError("--samples needs at least one --range")
+    points = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
+    if not ranges:
+        return points
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(int(samples)):
+        d = {}
+        for name, (lo, hi, scale) in ranges.items():
+            v = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if scale == "log" else float(rng.uniform(lo, hi))
+            d[name] = int(round(v)) if spec[name].kind is int else v
+        draws.append(d)
+    return [{**p, **d} for p in points for d in draws]
+
+
+def config_name(swept: dict, index: int) -> str:
+    """``c003_lr=0.001_hidden=64x64``: the directory of configuration ``index``."""
+    if not swept:
+        return "run"
+
+    def text(v):
+        return "x".join(map(str, v)) if isinstance(v, tuple) else f"{v:.4g}" if isinstance(v, float) else format_value(v)
+
+    return f"c{index:03d}_" + "_".join(f"{k}={text(v)}" for k, v in swept.items()).replace("/", "-")
+
+
+@dataclass
+class Group:
+    """Configurations that share one static config: one compiled program. ``index``: each
+    configuration's position in the plan's ``points``."""
+
+    config: Any
+    index: list = field(default_factory=list)
+    names: list = field(default_factory=list)
+    swept: list = field(default_factory=list)
+    hparams: list = field(default_factory=list)  # one dict per configuration
+
+
+def groups(plan: Plan, config_override: Optional[dict] = None) -> list:
+    """Validate every configuration of ``plan`` and group them by static config.
+    ``config_override``: static fields replaced after validation (evaluation settings)."""
+    algo = get_algo(plan.algo)
+    out: dict = {}
+    for i, swept in enumerate(plan.points):
+        config, hparams = algo.resolve({**plan.base, **swept}, plan.preset)
+        if config_override:
+            config = dataclasses.replace(config, **config_override)
+        g = out.setdefault(config, Group(config))
+        g.index.append(i)
+        g.names.append(config_name(swept, i))
+        g.swept.append(swept)
+        g.hparams.append(hparams)
+    return list(out.values())
+
+
+def locate(group_list: list, config_index: int):
+    """(group index, index within the group) of configuration ``config_index``."""
+    for gi, g in enumerate(group_list):
+        if config_index in g.index:
+            return gi, g.index.index(config_index)
+    n = sum(len(g.index) for g in group_list)
+    raise ValueError(f"configuration {config_index} out of range: the run has {n} configuration(s), 0..{n - 1}")
