@@ -12,36 +12,44 @@ of them, applies them only where :func:`cpu_deadlock_prone` says the bug can hap
    batch over XLA's intra-op thread pool (``jax::ParallelBatchMap``) and blocks the calling
    pool thread until the pieces are done. The layers' QRs are independent, XLA runs them at
    once, and when each pool thread is inside one of them nobody runs the pieces: deadlock
-   (stacks: every pool thread in ``ParallelBatchMap -> BlockingCounter::Wait``). Seen as
+   (stacks: the pool's threads in ``ParallelBatchMap -> BlockingCounter::Wait``, the main
+   thread in ``BlockUntilReady``). Seen as
    hung tests and benchmarks (commit 6330741: a vmapped 4-layer init hung in about 2 of 5
-   runs) and reproduced again for this module (``repro ... qr``; counts in that script's
-   docstring). Replacement: the same Gaussian draw orthonormalised by Gram-Schmidt in plain
-   ``jnp`` (equal to flax's result to about 2e-5).
+   runs) and reproduced again for this module (``repro ... qr``: 1 of 8 trials with the
+   other three workarounds on, 0 of 5 with this one; details in the script's docstring).
+   Replacement: the same Gaussian draw orthonormalised by Gram-Schmidt in plain ``jnp``
+   (equal to flax's result to about 2e-5).
 2. **Gauss-Jordan linear solve** (:func:`linear_solve`, used by ``lab/exact.py``).
    ``jnp.linalg.solve`` is a batched LAPACK LU (``lapack_sgetrf_ffi``) under ``vmap``, the
    same ``ParallelBatchMap`` call class. Added as a precaution (commit ccc609b, no hang had
-   been seen); ``repro ... solve`` has since hung with the LU kernel in every pool thread's
-   stack. Replacement: Gauss-Jordan elimination with partial pivoting in plain ``jnp``,
-   behind ``lax.custom_linear_solve`` so that it differentiates implicitly.
+   been seen); ``repro ... solve`` has since hung (2 of 8 trials; 0 of 5 with the
+   workaround), both pool threads inside the LU kernel. Replacement: Gauss-Jordan
+   elimination with partial pivoting in plain ``jnp``, behind ``lax.custom_linear_solve``
+   so that it differentiates implicitly.
 3. **Eigen intra-op threads off** (``--xla_cpu_multi_thread_eigen=false``, set by
    :func:`configure`). Added when vmapped training programs hung (commit 894f5c8). Those
-   programs still initialised their networks with flax's QR (workaround 1 came 40 minutes
-   later), and 1. reproduces with this flag set, so the hangs it was added for may have been
-   the QR deadlock; ``repro ... eigen`` (QR and LU avoided, the flag left at XLA's default)
-   measures whether anything is left for it to prevent. It costs no speed here (5%, within
-   noise, benchmarks/NOTES.md), so it stays on where the bug class exists.
+   programs still initialised their networks with flax's QR (workaround 1 came later, on
+   another branch), and 1. reproduces with this flag set, so the hangs it was added for may have been
+   the QR deadlock. ``repro ... eigen`` (QR and LU avoided, the flag at XLA's default) did
+   not hang in 4 trials of three 64-seed PPO runs: this one is justified only by the
+   earlier, confounded observation. It costs no speed here (5%, within noise,
+   benchmarks/NOTES.md), so it stays on where the bug class exists.
 4. **Synchronous CPU dispatch** (``jax_cpu_enable_async_dispatch=False``, set by
    :func:`configure`). Added after a 64-seed PPO run hung with every XLA worker idle (commit
    1763a76), on a branch that did not yet have workaround 1, so that hang too may have been
-   the QR deadlock. ``repro ... async`` runs the same program with only this setting
-   reverted. A training run is one long program, so dispatching it synchronously costs
-   nothing.
+   the QR deadlock. ``repro ... async`` (only this setting reverted) did not hang in 4
+   trials: justified only by that one earlier observation. A training run is one long
+   program, so dispatching it synchronously costs nothing. JAX applies the option only to
+   single-device programs, and jax 0.10 does not read ``JAX_CPU_ENABLE_ASYNC_DISPATCH``
+   from the environment (:func:`configure` does).
 
 **The gate.** Affected: jaxlib 0.10.x running on the CPU backend. What is known: 0.10.2 on
 this 2-core machine hangs (1. and 2. reproduce). What is assumed: the other 0.10 patch
-releases share the kernels (the range is the minor version, not the one release); earlier
-and later releases are assumed fixed or unaffected because nothing was seen with them (the
-H100 runs used jaxlib 0.11.2, on GPU, where these kernels are not used). The batched-kernel
+releases share the kernels (the range is the minor version, not the one release), and
+earlier and later releases are unaffected. No other jaxlib has been tried on a CPU: the
+only other release this project ran is 0.11.2 on an H100, where these CPU kernels do not
+run, so "0.11 is fixed" is an assumption to revisit when upgrading (rerun
+``scripts/repro_cpu_deadlocks.py all`` on the new jaxlib). The batched-kernel
 deadlock needs several concurrent batched factorisations and at most as many pool threads,
 so it is likeliest on few cores, but the gate does not look at the core count: nothing shows
 that more cores make it impossible. Set ``PUREJAXPG_CPU_WORKAROUNDS=on`` (or ``off``) to
@@ -177,6 +185,17 @@ def cpu_deadlock_prone(platform: str | None = None, jaxlib_version: str | None =
 # ---------------------------------------------------------------------------------------
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {text!r}")
+
+
 def configure() -> dict:
     """Apply the process settings of workarounds 3 and 4 where the deadlocks can happen.
 
@@ -193,16 +212,17 @@ def configure() -> dict:
       client, which on an accelerator machine runs host callbacks only.
     - Appends ``--xla_cpu_multi_thread_eigen=false`` to ``XLA_FLAGS`` unless the flag is
       already there (with any value); child processes inherit it.
-    - Sets ``jax_cpu_enable_async_dispatch`` to False unless ``JAX_CPU_ENABLE_ASYNC_DISPATCH``
-      is set in the environment. A ``jax.config.update`` of it to True made before this call
-      cannot be told from the default and is overridden: use the environment variable to
-      keep asynchronous dispatch.
+    - Sets ``jax_cpu_enable_async_dispatch`` to False, or, when the environment has
+      ``JAX_CPU_ENABLE_ASYNC_DISPATCH`` (true/false, 1/0), to that value: jax 0.10 declares
+      this option as a flag that does not read its environment variable, so without this
+      the variable would do nothing. A ``jax.config.update`` of it to True made before this
+      call cannot be told from the default and is overridden: use the variable instead.
     - Idempotent. Does not start the backends. If they have already started and a setting
       would change, it changes nothing and warns (the settings are read when the CPU
       client is created, so they would not take effect).
 
-    Returns what it set: ``{"XLA_FLAGS": ..., "jax_cpu_enable_async_dispatch": False}``,
-    or a subset, or {}.
+    Returns what it changed: ``{"XLA_FLAGS": ..., "jax_cpu_enable_async_dispatch": False}``,
+    a subset, or {}.
     """
     forced = _override()
     if forced is False:
@@ -216,9 +236,9 @@ def configure() -> dict:
     todo = {}
     if EIGEN_FLAG not in flags:
         todo["XLA_FLAGS"] = f"{flags} {EIGEN_FLAG}=false".strip()
-    if ASYNC_ENV not in os.environ:
-        if jax.config.read(ASYNC_OPTION):
-            todo[ASYNC_OPTION] = False
+    want = _env_bool(ASYNC_ENV, default=False)
+    if jax.config.read(ASYNC_OPTION) != want:
+        todo[ASYNC_OPTION] = want
     if not todo:
         return {}
     if backends_started():
@@ -229,7 +249,7 @@ def configure() -> dict:
     if "XLA_FLAGS" in todo:
         os.environ["XLA_FLAGS"] = todo["XLA_FLAGS"]
     if ASYNC_OPTION in todo:
-        jax.config.update(ASYNC_OPTION, False)
+        jax.config.update(ASYNC_OPTION, todo[ASYNC_OPTION])
     return todo
 
 
