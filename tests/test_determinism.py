@@ -2,6 +2,7 @@
 uint32 arithmetic, the clipped Adam written without divisions by broadcast scalars, and the
 blocked vmap (the device-count test itself is in test_sweep.py); and the test that shows why
 the clipped Adam exists (optax's Adam gives different bits on 1 and 4 devices)."""
+import json
 import os
 import subprocess
 import sys
@@ -101,76 +102,24 @@ def test_blocked_vmap_equals_vmap():
         blocked_vmap(f, in_axes, out_axes, 4)(x, shared, w)
 
 
-_DEVICE_COUNT_SCRIPT = """
-import sys
-import numpy as np
-import jax, jax.numpy as jnp, optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from purejaxpg.core.optim import clipped_adam
-
-RUNS, BLOCK, STEPS = 8, 2, 30
-sched = lambda count: 3e-3 * (1.0 - count / (2 * STEPS))
-OPTIMISERS = {
-    "optax": optax.chain(optax.clip_by_global_norm(0.5), optax.scale_by_adam(eps=1e-5),
-                         optax.scale_by_learning_rate(sched)),
-    "clipped_adam": clipped_adam(sched, 0.5, 1e-5),
-}
-
-def run(key, opt):  # one run: STEPS updates of a small MLP regression, its own data
-    k1, k2, k3 = jax.random.split(key, 3)
-    p = {"w1": jax.random.normal(k1, (4, 32)) * 0.5, "b1": jnp.zeros(32),
-         "w2": jax.random.normal(k2, (32, 1)) * 0.2, "b2": jnp.zeros(1)}
-    mlp = lambda p, x: jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-
-    def step(carry, i):
-        p, s = carry
-        x = jax.random.normal(jax.random.fold_in(k3, i), (64, 4))
-        g = jax.grad(lambda p: jnp.mean((mlp(p, x) - 5 * jnp.sin(3 * x[:, :1])) ** 2))(p)
-        u, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    return jax.lax.scan(step, (p, opt.init(p)), jnp.arange(STEPS))[0][0]
-
-def blocked(f):  # as sweep.blocked_vmap: BLOCK runs vmapped at a time, blocks in a loop
-    def g(keys):
-        out = jax.lax.map(jax.vmap(f), keys.reshape((-1, BLOCK) + keys.shape[1:]))
-        return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
-    return g
-
-mesh = Mesh(np.asarray(jax.devices()), ("batch",))  # as sweep._prepare: shard_map over a 1-D mesh
-keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), RUNS), NamedSharding(mesh, P("batch")))
-out = {"devices": jax.device_count()}
-for name, opt in OPTIMISERS.items():
-    f = jax.jit(jax.shard_map(blocked(lambda k, opt=opt: run(k, opt)), mesh=mesh, in_specs=P("batch"),
-                              out_specs=P("batch"), check_vma=False))
-    out.update({f"{name}/{k}": np.asarray(v) for k, v in f(keys).items()})
-np.savez(sys.argv[1], **out)
-"""
-
 
 def test_optax_adam_depends_on_the_device_count_clipped_adam_does_not(tmp_path):
-    """Why core/optim.py exists. The same 8 runs (shard_map over a 1-D mesh, 2 runs vmapped at
-    a time, as the sweep does) on 1 host device and on 4: optax's clip_by_global_norm +
-    scale_by_adam chain ends with different parameters (last bits: XLA rewrites its
-    divisions by scalars differently in the partitioned program), clipped_adam's are
-    bit-identical. If optax's stop differing (a new XLA), optim.py may no longer be needed."""
+    """Why core/optim.py exists (benchmarks/optax_device_count.py): the same 8 runs
+    (shard_map over a 1-D mesh, 2 runs vmapped at a time, as the sweep does) on 1 host device
+    and on 4. optax's clip_by_global_norm + scale_by_adam chain ends with different
+    parameters (last bits: XLA compiles its divisions by scalars differently in the
+    partitioned program), clipped_adam's are bit-identical. If optax's stop differing (a new
+    XLA), optim.py may no longer be needed."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    results = []
-    for n in (1, 4):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()}
-        path = tmp_path / f"d{n}.npz"
-        proc = subprocess.run([sys.executable, "-c", _DEVICE_COUNT_SCRIPT, str(path)], env=env, cwd=root,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results.append(np.load(path))
-    one, four = results
-    assert int(one["devices"]) == 1 and int(four["devices"]) == 4
-    leaves = [k for k in one.files if "/" in k]
-    for k in leaves:
-        if k.startswith("clipped_adam/"):
-            np.testing.assert_array_equal(one[k], four[k], err_msg=k)
-    differ = [k for k in leaves if k.startswith("optax/") and not np.array_equal(one[k], four[k])]
-    assert differ, "optax's Adam now gives the same bits on 1 and 4 devices: core/optim.py may be unnecessary"
-    for k in differ:  # last bits only: the same maths
-        np.testing.assert_allclose(one[k], four[k], rtol=1e-5, atol=1e-6)
+    out = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "optax_device_count.py"),
+                           "--devices", "1,4", "--out", str(out)], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    c = json.loads(out.read_text())["comparisons"]
+    assert c["clipped_adam: 1 vs 4 devices"]["bit_identical"], c["clipped_adam: 1 vs 4 devices"]
+    optax_chain = c["optax: 1 vs 4 devices"]
+    assert not optax_chain["bit_identical"], \
+        "optax's Adam now gives the same bits on 1 and 4 devices: core/optim.py may be unnecessary"
+    assert all(v["max_abs_diff"] < 1e-5 for v in optax_chain["leaves"].values())  # last bits: the same maths
