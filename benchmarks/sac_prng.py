@@ -1,0 +1,134 @@
+"""SAC's in-program PRNG, side by side: purejaxpg.core.prng's Philox vs jax.random's threefry.
+
+Issue 14's rule: keep core/prng.py only if it is worth more than 5% of SAC's time. The
+setting is benchmarks/sac_throughput.py's (issue 4: Pendulum-v1, 8 seeds in one program, 1e4
+env steps per seed, the Pendulum preset with 1 env, 64x64 networks, buffer 1e4, learning
+from step 256), run with ``rng_impl`` = "philox4x32" (A, the default) and "threefry2x32" (B).
+
+    python benchmarks/sac_prng.py                 # A B A B A B, one fresh process each
+    python benchmarks/sac_prng.py --pairs 4 --total-timesteps 2000   # shorter
+
+Each run is a fresh process running ``sac_throughput.py --repeats 1 --rng-impl X``: it
+compiles (timed alone, ``lower().compile()``) and runs the program once (timed, evaluation
+included, compile excluded). Fresh processes rather than one process with both programs:
+every compile is then a cold compile (the figure a user sees), and neither program runs with
+the other's buffers and caches around; alternating A B A B spreads the shared machine's
+load changes over both. Prints medians and the share of A's run time at stake, writes
+benchmarks/results/sac_prng.json with the date, machine, load averages and git commit.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
+IMPLS = {"A": "philox4x32", "B": "threefry2x32"}
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"node": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "system": platform.platform()}
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def one_run(impl: str, total_timesteps: int, seeds: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r.json")
+        cmd = [sys.executable, os.path.join(HERE, "sac_throughput.py"), "--repeats", "1", "--rng-impl", impl,
+               "--total-timesteps", str(total_timesteps), "--seeds", str(seeds), "--out", out]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        with open(out) as f:
+            r = json.load(f)
+    return {"rng_impl": impl, "compile_seconds": r["compile_seconds"], "run_seconds": r["runs"][0]["run_seconds"],
+            "cpu_seconds": r["runs"][0]["cpu_seconds"], "final_return_mean": r["final_return"]["mean"],
+            "final_return_iqm": r["final_return"]["iqm"], "final_return_per_seed": r["final_return"]["per_seed"],
+            "load_average_before": r["load_average_before"], "load_average_after": r["load_average_after"],
+            "versions": r["versions"]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pairs", type=int, default=3, help="A B pairs, run in the order A B A B ...")
+    p.add_argument("--total-timesteps", type=int, default=10_000, help="env steps per seed")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--out", default=os.path.join(HERE, "results", "sac_prng.json"))
+    args = p.parse_args(argv)
+
+    load_before = os.getloadavg()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    runs = []
+    for i in range(args.pairs):
+        for label in ("A", "B"):
+            r = {"label": label, "order": len(runs), **one_run(IMPLS[label], args.total_timesteps, args.seeds)}
+            runs.append(r)
+            print(f"{label} {r['rng_impl']:<13} run {r['run_seconds']:6.2f} s  compile {r['compile_seconds']:5.2f} s  "
+                  f"return {r['final_return_mean']:8.1f}  load {r['load_average_before'][0]:.2f}", flush=True)
+    load_after = os.getloadavg()
+
+    summary = {}
+    for label, impl in IMPLS.items():
+        mine = [r for r in runs if r["label"] == label]
+        summary[label] = {"rng_impl": impl,
+                          "run_seconds_median": statistics.median(r["run_seconds"] for r in mine),
+                          "compile_seconds_median": statistics.median(r["compile_seconds"] for r in mine),
+                          "run_seconds": [r["run_seconds"] for r in mine],
+                          "compile_seconds": [r["compile_seconds"] for r in mine],
+                          "final_return_mean": [r["final_return_mean"] for r in mine],
+                          "final_return_iqm": [r["final_return_iqm"] for r in mine]}
+    a, b = summary["A"]["run_seconds_median"], summary["B"]["run_seconds_median"]
+    # the share of SAC's (Philox) run time that threefry would add (negative: it would save)
+    at_stake = (b - a) / a
+    result = {"date": started.isoformat(timespec="seconds"), "machine": machine(), "commit": git_commit(),
+              "setting": {"seeds": args.seeds, "env_steps_per_seed": args.total_timesteps,
+                          "script": "benchmarks/sac_throughput.py --repeats 1 --rng-impl X (fresh process each)"},
+              "order": "".join(r["label"] for r in runs), "runs": runs, "summary": summary,
+              "threefry_minus_philox_over_philox_run": at_stake,
+              "load_average_before": load_before, "load_average_after": load_after,
+              "versions": runs[0]["versions"]}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+
+    print()
+    print(f"{'':<22} {'A philox4x32':>14} {'B threefry2x32':>15}")
+    print(f"{'run (s), median':<22} {a:>14.2f} {b:>15.2f}")
+    print(f"{'run (s), each':<22} {' '.join(f'{x:.1f}' for x in summary['A']['run_seconds']):>14} "
+          f"{' '.join(f'{x:.1f}' for x in summary['B']['run_seconds']):>15}")
+    print(f"{'compile (s), median':<22} {summary['A']['compile_seconds_median']:>14.2f} "
+          f"{summary['B']['compile_seconds_median']:>15.2f}")
+    print(f"{'final return, mean':<22} {summary['A']['final_return_mean'][0]:>14.1f} "
+          f"{summary['B']['final_return_mean'][0]:>15.1f}")
+    print(f"{'final return, IQM':<22} {summary['A']['final_return_iqm'][0]:>14.1f} "
+          f"{summary['B']['final_return_iqm'][0]:>15.1f}")
+    print(f"threefry vs philox run time: {100 * at_stake:+.1f}% (rule: keep prng.py if > +5%)")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; commit {result['commit']}; "
+          f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
