@@ -93,7 +93,7 @@ def affected_jaxlib(version: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def installed_jaxlib_version() -> str:
-    """The installed jaxlib's version, read from its package metadata (imports nothing)."""
+    """The installed jaxlib's version, from its package metadata."""
     from importlib import metadata
 
     try:
@@ -203,7 +203,8 @@ def configure() -> dict:
     array, ``jax.devices()``, ``jit`` call...); importing jax first is fine. The CLI and the
     runner call it; so do tests/conftest.py and the scripts. Library users who import
     purejaxpg into their own program decide for themselves (``import purejaxpg`` changes
-    nothing): call it, or set the two settings yourself.
+    nothing): call it, or set the two settings yourself. (Workarounds 1 and 2 need no
+    call: :func:`orthogonal_init` and :func:`linear_solve` consult the gate when traced.)
 
     - When the platform is known not to be the CPU, or jaxlib is not in the affected range
       (or ``PUREJAXPG_CPU_WORKAROUNDS=off``), does nothing.
