@@ -13,8 +13,11 @@ compiles (timed alone, ``lower().compile()``) and runs the program once (timed, 
 included, compile excluded). Fresh processes rather than one process with both programs:
 every compile is then a cold compile (the figure a user sees), and neither program runs with
 the other's buffers and caches around; alternating A B A B spreads the shared machine's
-load changes over both. Prints medians and the share of A's run time at stake, writes
-benchmarks/results/sac_prng.json with the date, machine, load averages and git commit.
+load changes over both. Prints medians of wall time, of the process's CPU time during the
+run (less sensitive than wall time to other jobs on a shared machine) and of compile time,
+and B against A (medians, and each pair's ratio); writes benchmarks/results/sac_prng.json
+with the date, machine, load averages and git commit (``--summarize`` redoes the summary
+of such a file).
 """
 from __future__ import annotations
 
@@ -70,13 +73,66 @@ def one_run(impl: str, total_timesteps: int, seeds: int) -> dict:
             "versions": r["versions"]}
 
 
+def summarize(runs: list) -> dict:
+    """Medians per setting, and B against A: medians and, for each A B pair, B / A."""
+    summary = {}
+    for label, impl in IMPLS.items():
+        mine = [r for r in runs if r["label"] == label]
+        summary[label] = {"rng_impl": impl, "n": len(mine)}
+        for key in ("run_seconds", "cpu_seconds", "compile_seconds"):
+            summary[label][key] = [r[key] for r in mine]
+            summary[label][key + "_median"] = statistics.median(summary[label][key])
+        for key in ("final_return_mean", "final_return_iqm"):
+            summary[label][key] = [r[key] for r in mine]
+    pairs = [(runs[i], runs[i + 1]) for i in range(0, len(runs) - 1, 2)]
+    out = {"settings": summary}
+    for key in ("run_seconds", "cpu_seconds"):
+        a, b = summary["A"][key + "_median"], summary["B"][key + "_median"]
+        ratios = [y[key] / x[key] for x, y in pairs]
+        # the share of SAC's (Philox) time that threefry would add (negative: it would save)
+        out[key] = {"B_over_A_medians": b / a - 1, "B_over_A_per_pair": [r - 1 for r in ratios],
+                    "B_over_A_median_of_pairs": statistics.median(ratios) - 1}
+    return out
+
+
+def print_table(result: dict) -> None:
+    s = result["summary"]["settings"]
+    A, B = s["A"], s["B"]
+    print(f"{'':<27} {'A philox4x32':>14} {'B threefry2x32':>15}")
+    for key, name in (("run_seconds", "run (s)"), ("cpu_seconds", "CPU during run (s)"),
+                      ("compile_seconds", "compile (s)")):
+        print(f"{name + ', median':<27} {A[key + '_median']:>14.2f} {B[key + '_median']:>15.2f}")
+        print(f"{name + ', each':<27} {' '.join(f'{x:.1f}' for x in A[key]):>14} "
+              f"{' '.join(f'{x:.1f}' for x in B[key]):>15}")
+    print(f"{'final return, mean':<27} {A['final_return_mean'][0]:>14.1f} {B['final_return_mean'][0]:>15.1f}")
+    print(f"{'final return, IQM':<27} {A['final_return_iqm'][0]:>14.1f} {B['final_return_iqm'][0]:>15.1f}")
+    for key, name in (("run_seconds", "run time"), ("cpu_seconds", "CPU time")):
+        c = result["summary"][key]
+        print(f"threefry vs philox {name}: {100 * c['B_over_A_medians']:+.1f}% (medians), per pair "
+              f"{', '.join(f'{100 * r:+.0f}%' for r in c['B_over_A_per_pair'])}")
+    print("rule: keep core/prng.py if threefry costs more than 5% of SAC's time")
+    print(f"load average before {result['load_average_before'][0]:.2f}, after {result['load_average_after'][0]:.2f} "
+          f"(each run's in the JSON); commit {result['commit']}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int, default=3, help="A B pairs, run in the order A B A B ...")
     p.add_argument("--total-timesteps", type=int, default=10_000, help="env steps per seed")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--out", default=os.path.join(HERE, "results", "sac_prng.json"))
+    p.add_argument("--summarize", metavar="JSON", help="only summarise the runs of an earlier result file again")
     args = p.parse_args(argv)
+
+    if args.summarize:
+        with open(args.summarize) as f:
+            result = json.load(f)
+        result["summary"] = summarize(result["runs"])
+        result.pop("threefry_minus_philox_over_philox_run", None)
+        with open(args.summarize, "w") as f:
+            json.dump(result, f, indent=2)
+        print_table(result)
+        return 0
 
     load_before = os.getloadavg()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -85,48 +141,22 @@ def main(argv=None) -> int:
         for label in ("A", "B"):
             r = {"label": label, "order": len(runs), **one_run(IMPLS[label], args.total_timesteps, args.seeds)}
             runs.append(r)
-            print(f"{label} {r['rng_impl']:<13} run {r['run_seconds']:6.2f} s  compile {r['compile_seconds']:5.2f} s  "
-                  f"return {r['final_return_mean']:8.1f}  load {r['load_average_before'][0]:.2f}", flush=True)
+            print(f"{label} {r['rng_impl']:<13} run {r['run_seconds']:6.2f} s (CPU {r['cpu_seconds']:6.2f} s)  "
+                  f"compile {r['compile_seconds']:5.2f} s  return {r['final_return_mean']:8.1f}  "
+                  f"load {r['load_average_before'][0]:.2f}", flush=True)
     load_after = os.getloadavg()
-
-    summary = {}
-    for label, impl in IMPLS.items():
-        mine = [r for r in runs if r["label"] == label]
-        summary[label] = {"rng_impl": impl,
-                          "run_seconds_median": statistics.median(r["run_seconds"] for r in mine),
-                          "compile_seconds_median": statistics.median(r["compile_seconds"] for r in mine),
-                          "run_seconds": [r["run_seconds"] for r in mine],
-                          "compile_seconds": [r["compile_seconds"] for r in mine],
-                          "final_return_mean": [r["final_return_mean"] for r in mine],
-                          "final_return_iqm": [r["final_return_iqm"] for r in mine]}
-    a, b = summary["A"]["run_seconds_median"], summary["B"]["run_seconds_median"]
-    # the share of SAC's (Philox) run time that threefry would add (negative: it would save)
-    at_stake = (b - a) / a
     result = {"date": started.isoformat(timespec="seconds"), "machine": machine(), "commit": git_commit(),
               "setting": {"seeds": args.seeds, "env_steps_per_seed": args.total_timesteps,
                           "script": "benchmarks/sac_throughput.py --repeats 1 --rng-impl X (fresh process each)"},
-              "order": "".join(r["label"] for r in runs), "runs": runs, "summary": summary,
-              "threefry_minus_philox_over_philox_run": at_stake,
+              "order": "".join(r["label"] for r in runs), "runs": runs, "summary": summarize(runs),
               "load_average_before": load_before, "load_average_after": load_after,
               "versions": runs[0]["versions"]}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-
     print()
-    print(f"{'':<22} {'A philox4x32':>14} {'B threefry2x32':>15}")
-    print(f"{'run (s), median':<22} {a:>14.2f} {b:>15.2f}")
-    print(f"{'run (s), each':<22} {' '.join(f'{x:.1f}' for x in summary['A']['run_seconds']):>14} "
-          f"{' '.join(f'{x:.1f}' for x in summary['B']['run_seconds']):>15}")
-    print(f"{'compile (s), median':<22} {summary['A']['compile_seconds_median']:>14.2f} "
-          f"{summary['B']['compile_seconds_median']:>15.2f}")
-    print(f"{'final return, mean':<22} {summary['A']['final_return_mean'][0]:>14.1f} "
-          f"{summary['B']['final_return_mean'][0]:>15.1f}")
-    print(f"{'final return, IQM':<22} {summary['A']['final_return_iqm'][0]:>14.1f} "
-          f"{summary['B']['final_return_iqm'][0]:>15.1f}")
-    print(f"threefry vs philox run time: {100 * at_stake:+.1f}% (rule: keep prng.py if > +5%)")
-    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; commit {result['commit']}; "
-          f"wrote {args.out}")
+    print_table(result)
+    print(f"wrote {args.out}")
     return 0
 
 
