@@ -18,6 +18,15 @@ run (less sensitive than wall time to other jobs on a shared machine) and of com
 and B against A (medians, and each pair's ratio); writes benchmarks/results/sac_prng.json
 with the date, machine, load averages and git commit (``--summarize`` redoes the summary
 of such a file).
+
+Result (results/sac_prng.json; the project's 2-core AMD EPYC VM, jax/jaxlib 0.10.2,
+2026-11-30 02:49-03:06 UTC, not exclusive: other jobs ran, 1-min load 3.1 rising to 7.3;
+``python benchmarks/sac_prng.py --pairs 4``): threefry took +13% CPU time during the run
+(medians 73.2 vs 64.7 s; per pair +10, +14, +13, +11%) and +24% wall time (medians 105 vs
+85 s; per pair +2 to +70%, dominated by the rising load). Compile: medians 18.5 vs 15.8 s
+(8-36 s, noise). Final return over 8 seeds: Philox -139.3 (IQM -140.2), threefry -148.1
+(IQM -150.0), i.e. both learn; the streams differ. A short look at 1e3 steps per seed gave
++12% wall time. Over the 5% bar: core/prng.py stays.
 """
 from __future__ import annotations
 
