@@ -20,7 +20,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.engine import compat
+
+compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
 
 # PureJaxRL ppo.py at the same configuration on a 2-core CPU (issue 3): env steps/s, all seeds.
 REFERENCE_CPU = {1: 72_000, 8: 94_000, 64: 100_000}

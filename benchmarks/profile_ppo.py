@@ -26,7 +26,9 @@ sys.path.insert(0, ROOT)
 _CHILD = """
 import os, sys, json, time
 sys.path.insert(0, {root!r})
-import purejaxpg, jax
+from purejaxpg.engine import compat
+compat.configure()
+import jax
 from benchmarks.scaling import measure
 r = measure("ppo", {seeds}, repeats=2)
 print(json.dumps({{"xla_flags": os.environ.get("XLA_FLAGS", ""), "env_steps_per_second": r["env_steps_per_second"],
@@ -114,9 +116,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     args = p.parse_args(argv)
+    from purejaxpg.engine import compat
+
+    compat.configure()
     import jax
 
-    import purejaxpg  # noqa: F401
     from purejaxpg.engine.experiment import versions
 
     load = os.getloadavg()

@@ -27,7 +27,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: F401
+from purejaxpg.engine import compat
+
+compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+
 from purejaxpg.algos.common import progress_cadence
 from purejaxpg.engine.experiment import build, versions
 from purejaxpg.engine.progress import ProgressBar

@@ -26,7 +26,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax
 import numpy as np
 
-import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.engine import compat
+
+compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+
 from purejaxpg.engine import sweep
 from purejaxpg.engine.experiment import build, versions
 

@@ -24,7 +24,10 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.engine import compat
+
+compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+
 from purejaxpg.algos import sac
 from purejaxpg.engine.experiment import build, run
 

@@ -23,7 +23,10 @@ sys.path.insert(0, ROOT)
 
 import numpy as np
 
-import purejaxpg  # noqa: F401
+from purejaxpg.engine import compat
+
+compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+
 from purejaxpg.analysis import stats
 from purejaxpg.engine.experiment import build
 

@@ -6,4 +6,6 @@ import os
 _platform = os.environ.get("PUREJAXPG_TEST_PLATFORM", "cpu")
 os.environ.setdefault("JAX_PLATFORMS", _platform if _platform == "cpu" else f"{_platform},cpu")
 
-import purejaxpg  # noqa: F401  (sets XLA flags before JAX's backend starts)
+from purejaxpg.engine import compat
+
+compat.configure()  # the jaxlib 0.10 CPU settings, before JAX's backend starts (as the CLI does)

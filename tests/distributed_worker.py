@@ -30,6 +30,9 @@ def main():
         os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(work, "jax-cache")
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+    from purejaxpg.engine import compat
+
+    compat.configure()  # as the CLI will (before JAX's backend starts)
     from purejaxpg.cli import main as cli
 
     full = os.path.join(work, "full")

@@ -1,6 +1,12 @@
 """The pieces that make results independent of the device count: the Philox hash in
 uint32 arithmetic, the clipped Adam written without divisions by broadcast scalars, and the
-blocked vmap (the device-count test itself is in test_runner.py)."""
+blocked vmap (the device-count test itself is in test_runner.py); and the test that shows why
+the clipped Adam exists (optax's Adam gives different bits on 1 and 4 devices)."""
+import json
+import os
+import subprocess
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -94,3 +100,26 @@ def test_blocked_vmap_equals_vmap():
         assert float(got["n"]) == 3.0
     with pytest.raises(ValueError, match="not a multiple of block=4"):
         blocked_vmap(f, in_axes, out_axes, 4)(x, shared, w)
+
+
+
+def test_optax_adam_depends_on_the_device_count_clipped_adam_does_not(tmp_path):
+    """Why core/optim.py exists (benchmarks/optax_device_count.py): the same 8 runs
+    (shard_map over a 1-D mesh, 2 runs vmapped at a time, as the sweep does) on 1 host device
+    and on 4. optax's clip_by_global_norm + scale_by_adam chain ends with different
+    parameters (last bits: XLA compiles its divisions by scalars differently in the
+    partitioned program), clipped_adam's are bit-identical. If optax's stop differing (a new
+    XLA), optim.py may no longer be needed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "optax_device_count.py"),
+                           "--devices", "1,4", "--out", str(out)], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    c = json.loads(out.read_text())["comparisons"]
+    assert c["clipped_adam: 1 vs 4 devices"]["bit_identical"], c["clipped_adam: 1 vs 4 devices"]
+    optax_chain = c["optax: 1 vs 4 devices"]
+    assert not optax_chain["bit_identical"], \
+        "optax's Adam now gives the same bits on 1 and 4 devices: core/optim.py may be unnecessary"
+    assert all(v["max_abs_diff"] < 1e-5 for v in optax_chain["leaves"].values())  # last bits: the same maths

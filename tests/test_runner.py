@@ -159,6 +159,8 @@ def test_memory_refusal_before_compiling(tmp_path):
 
 _DEVICE_SCRIPT = """
 import json, sys, numpy as np, jax
+from purejaxpg.engine import compat
+compat.configure()
 from purejaxpg.engine import runner
 out = {"devices": jax.device_count()}
 for algo, base, grid in json.loads(sys.argv[3]):

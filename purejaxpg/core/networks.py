@@ -2,7 +2,9 @@
 
 Initialisation follows the usual PPO recipe: orthogonal weights with gain sqrt(2) in
 hidden layers, 0.01 on the policy head (near-uniform initial policy) and 1 on the
-value head; zero biases.
+value head; zero biases. The orthogonal initialiser is flax's, or where jaxlib 0.10's CPU
+LAPACK can deadlock under ``vmap``, the same draw without LAPACK
+(``purejaxpg.engine.compat.orthogonal_init``).
 """
 from __future__ import annotations
 
@@ -14,53 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxpg.engine.compat import orthogonal_init
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "silu": nn.silu}
 TORSOS = ("mlp", "conv")
 
 
-def _orthonormal_columns(a: jax.Array) -> jax.Array:
-    """Q of the QR decomposition of ``a`` [m, k] (m >= k) with diag(R) > 0, by Gram-Schmidt
-    with re-orthogonalisation (CGS2), in plain jnp: no LAPACK call."""
-    def step(q, j):
-        v = a[:, j]
-        v = v - q @ (q.T @ v)  # columns >= j of q are still zero
-        v = v - q @ (q.T @ v)  # second pass: orthogonal to float32 precision
-        return q.at[:, j].set(v / jnp.sqrt(jnp.sum(v * v))), None
-
-    q, _ = jax.lax.scan(step, jnp.zeros_like(a), jnp.arange(a.shape[1]))
-    return q
-
-
-def orthogonal(scale: float = 1.0, column_axis: int = -1):
-    """Orthogonal initialiser, the same draw as ``flax.linen.initializers.orthogonal``
-    (a Gaussian matrix's Q factor with diag(R) > 0, so Haar-distributed) without its
-    ``jnp.linalg.qr``.
-
-    Why: jaxlib 0.10's CPU LAPACK kernels split a batched factorisation over XLA's
-    intra-op thread pool and block waiting for the pieces. ``vmap`` over seeds batches the
-    QR of every layer, and the layers' QRs are independent, so XLA runs them at the same
-    time; once as many of them as the pool has threads (2 on a 2-core machine) each hold a
-    thread, nobody runs the pieces and the program hangs forever (seen in about 2 of 5
-    runs of a vmapped 4-layer init here). Gram-Schmidt on a [<=fan, fan] matrix costs
-    nothing next to training.
-    """
-    def init(key, shape, dtype=jnp.float32):
-        if len(shape) < 2:
-            raise ValueError(f"orthogonal init needs at least 2 dimensions, got shape {shape}")
-        n_cols = shape[column_axis]
-        n_rows = int(np.prod(shape)) // n_cols
-        matrix_shape = (n_cols, n_rows) if n_rows < n_cols else (n_rows, n_cols)
-        q = _orthonormal_columns(jax.random.normal(key, matrix_shape, jnp.float32))
-        if n_rows < n_cols:
-            q = q.T
-        q = jnp.moveaxis(q.reshape(tuple(np.delete(shape, column_axis)) + (n_cols,)), -1, column_axis)
-        return (scale * q).astype(dtype)
-
-    return init
-
-
 def _dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+    return nn.Dense(features, kernel_init=orthogonal_init(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
@@ -90,7 +53,7 @@ class ConvTorso(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = nn.Conv(self.channels, (3, 3), padding="VALID",
-                    kernel_init=orthogonal(np.sqrt(2)), bias_init=nn.initializers.zeros)(x)
+                    kernel_init=orthogonal_init(np.sqrt(2)), bias_init=nn.initializers.zeros)(x)
         x = ACTIVATIONS[self.activation](x)
         x = x.reshape(x.shape[:-3] + (-1,))
         return MLP(self.hidden, self.activation)(x)

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxpg.engine.compat import linear_solve
 from purejaxpg.envs.tabular import MDP, live_mask
 
 # ---------------------------------------------------------------------------------------
@@ -70,26 +71,11 @@ def q_values(mdp: MDP, V: jax.Array) -> jax.Array:
     return (mdp.R + mdp.gamma * jnp.einsum("sat,t->sa", mdp.P, V * live)) * live[:, None]
 
 
-def _eliminate(A: jax.Array, b: jax.Array) -> jax.Array:
-    """x with A x = b ([S, S], [S]): Gauss-Jordan elimination with partial pivoting in
-    plain array ops. Not jnp.linalg.solve: LAPACK's batched LU under vmap runs on XLA's
-    CPU thread pool, where a batched LAPACK call (QR) was seen to deadlock on 2 cores."""
-    n = A.shape[0]
-    rows = jnp.arange(n)
-
-    def step(k, M):
-        p = jnp.argmax(jnp.where(rows >= k, jnp.abs(M[:, k]), -1.0))  # pivot row
-        M = M.at[jnp.stack([k, p])].set(M[jnp.stack([p, k])])
-        pivot = M[k] / M[k, k]
-        return (M - jnp.outer(M[:, k], pivot)).at[k].set(pivot)
-
-    return jax.lax.fori_loop(0, n, step, jnp.concatenate([A, b[:, None]], axis=1))[:, n]
-
-
 def solve(A: jax.Array, b: jax.Array) -> jax.Array:
-    """A^-1 b, differentiable in A and b (implicitly: one more solve with A^T)."""
-    return jax.lax.custom_linear_solve(lambda x: A @ x, b, solve=lambda _, r: _eliminate(A, r),
-                                       transpose_solve=lambda _, r: _eliminate(A.T, r))
+    """A^-1 b ([S, S], [S]), differentiable in A and b: ``jnp.linalg.solve``, or where
+    jaxlib 0.10's batched CPU LAPACK can deadlock under ``vmap``, Gauss-Jordan elimination
+    (``purejaxpg.engine.compat.linear_solve``)."""
+    return linear_solve(A, b)
 
 
 def evaluate(mdp: MDP, pi: jax.Array) -> jax.Array:
