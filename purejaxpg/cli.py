@@ -37,7 +37,6 @@ def _typed(kind, name):
             return convert(name, kind, text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-    parse.__name__ = kind.__name__
     return parse
 
 
@@ -266,6 +265,9 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip() if argv else usage)
         return 0 if argv else 2
+    from purejaxpg.engine import compat
+
+    compat.configure()  # the jaxlib 0.10 CPU settings, before anything starts JAX's backend
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"purejaxpg: error: unknown command {cmd!r}; {usage}", file=sys.stderr)

@@ -210,3 +210,16 @@ def test_tabular_envs_need_no_prior_import():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Tabular-Random" in proc.stdout and "Tabular-Chain" in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "ppo", "--grid", "lr=1e-3,3e-3"],
+    ["train", "ppo", "--chunks", "4"],
+])
+def test_sweeps_and_chunked_runs_show_the_progress_bar(argv, tmp_path, capsys):
+    """The bar is fed from inside the compiled program for every kind of run: updates,
+    env steps/s and the training return, to 100%."""
+    small = ["--total-timesteps", "4096", "--num-seeds", "2", "--hidden", "8", "--progress-every", "2"]
+    assert cli.main([*argv, *small, "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "8/8" in err and "100%" in err and "steps/s" in err and "return" in err, err[-1000:]
