@@ -2,6 +2,7 @@
 compiles; ``list``; a tiny ``train`` run writes its four outputs."""
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -66,14 +67,14 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("argv, message", BAD_INPUT)
 def test_bad_input_is_one_line_exit_2_before_compiling(argv, message, nothing_compiles, capsys):
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds (first-use imports included): wall time varies with the load here
     assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert err.startswith("purejaxpg: error: "), err
     assert message in err, err
-    assert time.perf_counter() - t0 < 10.0
+    assert time.process_time() - t0 < 10.0
 
 
 def test_bad_input_from_the_installed_command_has_no_traceback(tmp_path):
@@ -84,21 +85,24 @@ def test_bad_input_from_the_installed_command_has_no_traceback(tmp_path):
     corrupt.mkdir()
     (corrupt / "run.json").write_text("{not json")
     cases = [(["train", "sac", "--env", "Pendulum-v1", "--num-seeds", "4096", "--buffer-size", "100000000"],
-              ("needs about", "--buffer-size", "--memory-limit-mb")),
+              ("needs about", "lower --buffer-size", "--memory-limit-mb")),
              (["train", "ppo", "--num-seeds", "100000000"], ("needs about", "run fewer seeds")),
              (["train", "--resume", str(corrupt)], (str(corrupt / "run.json"), "not a readable run file")),
              (["train", "ppo", "--activation", "foo"], ("activation must be one of",))]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for argv, needles in cases:
-        t0 = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([sys.executable, "-m", "purejaxpg.cli", *argv], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
-        elapsed = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         assert proc.returncode == 2, (argv, proc.stderr[-2000:])
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         for needle in needles:
             assert needle in proc.stderr, (needle, proc.stderr)
-        assert elapsed < 10.0, (argv, elapsed)
+        # CPU seconds of the command (imports included), not wall time: on this shared 2-core
+        # machine the wall time of the same command ranges from 4 s (idle) to 16 s (load 7)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        assert cpu < 10.0, (argv, cpu)
 
 
 def test_ppo_with_the_kl_surrogate_trains(tmp_path, capsys):

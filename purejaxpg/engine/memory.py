@@ -22,11 +22,14 @@ def tree_bytes(tree) -> int:
 
 
 def largest_part(tree) -> tuple:
-    """(path, bytes) of the largest leaf of ``tree`` (a pytree of shapes)."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    path, leaf = max(leaves, key=lambda pl: tree_bytes(pl[1]))
-    name = "".join(str(k) for k in path).replace(".", "/").strip("/[]") or "state"
-    return name, tree_bytes(leaf)
+    """(name, bytes) of the largest part of a carry ``tree`` (a pytree of shapes): its leaves
+    summed by the first field or key on their path (``buffer``, ``params``, ``env``, ...)."""
+    parts: dict = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        names = [str(getattr(k, "name", getattr(k, "key", ""))) for k in path]  # fields and keys, not indices
+        name = next((n for n in names if n), "state")
+        parts[name] = parts.get(name, 0) + tree_bytes(leaf)
+    return max(parts.items(), key=lambda kv: kv[1])
 
 
 def fmt(n: float) -> str:
@@ -82,8 +85,8 @@ def check(est: dict, run_carry, num_runs: int, num_devices: int, limit_mb: float
     raise ValueError(
         f"this program needs about {fmt(need)} per device ({num_runs} runs x {fmt(est['per_run_bytes'])} over "
         f"{num_devices} device(s); the largest part of a run's state is {part}, {fmt(part_bytes)}), more than the "
-        f"{fmt(limit)} allowed; run fewer seeds or configurations per program (about {fit} fit), shrink that part "
-        f"(e.g. --buffer-size, --num-envs), use more devices, or raise --memory-limit-mb")
+        f"{fmt(limit)} allowed; run fewer seeds or configurations per program (about {fit} fit)"
+        f"{', lower --buffer-size' if part == 'buffer' else ''}, use more devices, or raise --memory-limit-mb")
 
 
 def per_device(num_runs: int, num_devices: int, block: int) -> int:
