@@ -60,6 +60,7 @@ def _run_parser(command: str, algo):
     run.add_argument("--out", default=None, help=f"output directory (default runs/{'' if command == 'train' else 'sweep-'}"
                      "ALGO-ENV)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="end with one JSON line (for scripts) instead of a summary")
     run.add_argument("--preset", default="auto", help="tuned settings: auto (the env's preset, if any), none, or "
                      "ALGO/ENV (default auto)")
     run.add_argument("--chunks", type=_typed(int, "chunks"), default=1,
@@ -90,6 +91,7 @@ def _resume_parser(command: str):
     p = _Parser(prog=f"purejaxpg {command}", description="Continue a run from its last checkpoint.")
     p.add_argument("--resume", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true")
     _distributed().add_arguments(p)
     return p
 
@@ -107,7 +109,7 @@ def cmd_run(command: str, argv) -> int:
         _maybe_initialize(args)
         from purejaxpg.engine import runner
 
-        return _report(runner.resume(args.resume, quiet=args.quiet), args.resume)
+        return _report(runner.resume(args.resume, quiet=args.quiet), args.resume, args.json)
     algo = _algo(argv)
     args = _run_parser(command, algo).parse_args(argv)
     _maybe_initialize(args)
@@ -127,7 +129,7 @@ def cmd_run(command: str, argv) -> int:
         ranges = plans.parse_ranges(args.ranges, algo.name)
         result = runner.sweep(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds,
                               quiet=args.quiet, **options)
-    return _report(result, out)
+    return _report(result, out, args.json)
 
 
 def _maybe_initialize(args) -> None:
@@ -137,26 +139,42 @@ def _maybe_initialize(args) -> None:
         d.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
-def _report(result, out) -> int:
+def _report(result, out, as_json: bool = False) -> int:
+    """The end of a run: a short summary (or, with ``--json``, one line for scripts)."""
     import jax
 
     if jax.process_index() != 0:  # a multi-process run: process 0 reports
         return 0
     if result.stopped:
-        print(f"stopped; continue with --resume {out}")
+        print(f"stopped; continue with: purejaxpg {'train' if result.plan.single else 'sweep'} --resume {out}")
         return 0
     from purejaxpg.engine.outputs import format_table
 
+    best, g = result.table[0], result.groups
+    compile_s, run_s = (sum(r.timings[k] for r in g) for k in ("compile_seconds", "run_seconds"))
+    if as_json:
+        print(json.dumps({"out": out, "configurations": len(result.table), "programs": len(g), "best": best["name"],
+                          "final_return_iqm": best["iqm"], "final_return_iqm_ci95": best["iqm_ci95"],
+                          "final_return_mean": best["mean"], "final_return_mean_ci95": best["mean_ci95"],
+                          "compile_seconds": round(compile_s, 2), "run_seconds": round(run_s, 2),
+                          "env_steps_per_second": best["env_steps_per_second"] and round(best["env_steps_per_second"])}))
+        return 0
+    s = result.summaries[best["name"]]
+    fr = s["final_return"]
+
+    def num(v):
+        return "n/a" if v is None else f"{v:.1f}"
+
     if not result.plan.single:
         print(format_table(result.table))
-    best = result.table[0]
-    g = result.groups
-    print(json.dumps({"out": out, "configurations": len(result.table), "programs": len(g), "best": best["name"],
-                      "final_return_iqm": best["iqm"], "final_return_iqm_ci95": best["iqm_ci95"],
-                      "final_return_mean": best["mean"], "final_return_mean_ci95": best["mean_ci95"],
-                      "compile_seconds": round(sum(r.timings["compile_seconds"] for r in g), 2),
-                      "run_seconds": round(sum(r.timings["run_seconds"] for r in g), 2),
-                      "env_steps_per_second": best["env_steps_per_second"] and round(best["env_steps_per_second"])}))
+    what = "best configuration " + best["name"] if not result.plan.single else f"{s['num_seeds']} seeds"
+    print(f"{result.plan.algo} on {s['env']}, {what}, {s['total_timesteps']:,} env steps each: final return IQM "
+          f"{num(fr['iqm'])} [95% CI {num(fr['iqm_ci95'][0])}, {num(fr['iqm_ci95'][1])}], mean {num(fr['mean'])} "
+          f"[{num(fr['ci95'][0])}, {num(fr['ci95'][1])}]")
+    sps = best["env_steps_per_second"]
+    print(f"compile {compile_s:.1f} s, run {run_s:.1f} s" + (f", {sps:,.0f} env steps/s over all runs" if sps else ""))
+    print(f"wrote {out}/ (summary.json, metrics.npz, learning curves, checkpoints)")
+    print(f"next: purejaxpg eval {out} --gif {out}/episode.gif    purejaxpg compare {out} OTHER_RUN")
     return 0
 
 

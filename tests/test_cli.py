@@ -160,8 +160,13 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
             "--out", str(out_dir)]  # progress bar on: its host callback runs too
     assert cli.main(argv) == 0
     out, err = capsys.readouterr()
-    printed = json.loads(out.strip().splitlines()[-1])
-    assert printed["out"] == str(out_dir)
+    # the end of a run: a short human summary, with the eval and compare commands
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("a2c on CartPole-v1, 2 seeds, 1,536 env steps each: final return IQM ")
+    assert "[95% CI " in lines[0] and f"purejaxpg eval {out_dir}" in out and "purejaxpg compare" in out
+    assert cli.main([*argv[:-1], str(tmp_path / "json"), "--json", "--quiet"]) == 0  # --json: one line for scripts
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["out"] == str(tmp_path / "json") and printed["final_return_iqm"] is not None
     assert sorted(os.listdir(out_dir)) == ["checkpoints", "config.json", "learning_curve.png", "metrics.npz",
                                            "run.json", "summary.json"]
 

@@ -257,7 +257,7 @@ def test_cli_chunked_train_eval_and_errors(tmp_path, capsys):
     out = str(tmp_path / "run")
     args = ["--env", "CartPole-v1", "--num-seeds", "2", "--total-timesteps", "256", "--num-envs", "4",
             "--num-steps", "16", "--hidden", "8", "--update-epochs", "1", "--quiet"]
-    assert main(["train", "ppo", *args, "--chunks", "2", "--out", out]) == 0
+    assert main(["train", "ppo", *args, "--chunks", "2", "--out", out, "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["programs"] == 1
     assert sorted(os.listdir(os.path.join(out, "checkpoints", "group0"))) == ["1", "2"]
     assert main(["eval", out, "--episodes", "3"]) == 0

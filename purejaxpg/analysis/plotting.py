@@ -43,16 +43,14 @@ def mean_and_ci(curves: np.ndarray, num_resamples: int = 1000, confidence: float
     return mean, lo, hi
 
 
-def plot_learning_curves(path, curves: dict, xlabel: str = "env steps per seed",
-                         ylabel: str = "episode return", title: str = "") -> None:
-    """``curves``: {label: (x [P], y [num_seeds, P])}. Draws the mean across seeds and
-    its 95% bootstrap CI as a band; writes ``path`` (PNG)."""
-    import matplotlib
+def learning_curve_figure(curves: dict, xlabel: str = "env steps per seed", ylabel: str = "episode return",
+                          title: str = ""):
+    """``curves``: {label: (x [P], y [num_seeds, P])}. The mean across seeds and its 95%
+    bootstrap CI as a band, on a ``matplotlib.figure.Figure`` (no pyplot state)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot()
     for label, (x, y) in curves.items():
         y = forward_fill(y)
         mean, lo, hi = mean_and_ci(y)
@@ -64,8 +62,13 @@ def plot_learning_curves(path, curves: dict, xlabel: str = "env steps per seed",
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def plot_learning_curves(path, curves: dict, xlabel: str = "env steps per seed",
+                         ylabel: str = "episode return", title: str = "") -> None:
+    """``learning_curve_figure`` written to ``path`` (PNG)."""
+    learning_curve_figure(curves, xlabel, ylabel, title).savefig(path)
 
 
 def plot_sweep(path: str, rows: list, algo: str, num_seeds: int, ranges: dict | None = None) -> None:

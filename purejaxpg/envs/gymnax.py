@@ -66,13 +66,52 @@ def check_env_name(name: str) -> None:
     """Raise ``ValueError`` naming the valid choices if ``name`` is not usable."""
     if name in _UNAVAILABLE:
         raise ValueError(f"environment {name!r} is not supported: {_UNAVAILABLE[name]}")
+    if ":" in name:
+        _user_env(name)
+        return
     valid = env_names()
     if name not in valid:
-        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(valid)}")
+        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(valid)}, or module:attribute "
+                         f"(your own gymnax-style environment)")
+
+
+def _split(params, kwargs: dict) -> tuple:
+    """(constructor keyword arguments, parameter replacements): keyword arguments that name a
+    field of the env's ``params`` replace it, the others go to the env's constructor."""
+    fields = set(getattr(params, "__dataclass_fields__", {}))
+    return ({k: v for k, v in kwargs.items() if k not in fields}, {k: v for k, v in kwargs.items() if k in fields})
+
+
+def _user_env(name: str):
+    """``module:attribute`` -> factory(**kwargs) -> (env, params). The attribute is a gymnax
+    ``Environment`` subclass (constructed with the keyword arguments that are not fields of
+    its params), an instance, or a factory returning ``(env, params)``."""
+    import importlib
+
+    from gymnax.environments.environment import Environment
+
+    module, _, attr = name.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"cannot load environment {name!r}: {type(e).__name__}: {e}") from None
+    if isinstance(obj, Environment):
+        return lambda **kw: (obj, obj.default_params.replace(**kw))
+    if isinstance(obj, type) and issubclass(obj, Environment):
+        def make(**kw):
+            ctor, own = _split(obj().default_params, kw)
+            env = obj(**ctor)
+            return env, env.default_params.replace(**own)
+        return make
+    if callable(obj):
+        return obj
+    raise ValueError(f"environment {name!r} is a {type(obj).__name__}: give a gymnax Environment subclass, an "
+                     f"instance, or a factory returning (env, params)")
 
 
 def make_env(name: str, **kwargs: Any):
-    """Build a gymnax environment and its parameters.
+    """Build an environment and its parameters: a gymnax name, a name added with
+    ``register_env``, or ``module:attribute`` (your own gymnax-style environment).
 
     Keyword arguments that name a field of the environment's ``EnvParams`` (for example
     ``max_steps_in_episode``) replace that parameter; the rest go to the constructor.
@@ -80,16 +119,14 @@ def make_env(name: str, **kwargs: Any):
     import gymnax
 
     check_env_name(name)
+    if ":" in name:
+        return _user_env(name)(**kwargs)
     if name in _REGISTRY:
         return _REGISTRY[name](**kwargs)
     probe_env, probe_params = gymnax.make(name)
-    param_fields = set(getattr(probe_params, "__dataclass_fields__", {}))
-    param_kwargs = {k: v for k, v in kwargs.items() if k in param_fields}
-    ctor_kwargs = {k: v for k, v in kwargs.items() if k not in param_fields}
-    env, params = (probe_env, probe_params) if not ctor_kwargs else gymnax.make(name, **ctor_kwargs)
-    if param_kwargs:
-        params = params.replace(**param_kwargs)
-    return env, params
+    ctor, own = _split(probe_params, kwargs)
+    env, params = (probe_env, probe_params) if not ctor else gymnax.make(name, **ctor)
+    return env, params.replace(**own) if own else params
 
 
 class ActionSpec(NamedTuple):
