@@ -72,6 +72,9 @@ def _run_parser(command: str, algo):
                      help="refuse programs estimated above this per device (default: half the free memory)")
     run.add_argument("--progress-every", type=_typed(int, "progress_every"), default=0,
                      help="updates between progress reports (default: about 20 per run)")
+    run.add_argument("--log", action="append", default=[], metavar="BACKEND",
+                     help="stream metrics to tensorboard, wandb, mlflow or csv (repeatable; optional extra: "
+                          "pip install -e '.[track]')")
     if command == "sweep":
         run.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                          help="values of a setting (repeatable; the product is swept); widths as 64x64")
@@ -119,7 +122,7 @@ def cmd_run(command: str, argv) -> int:
     overrides = {s.name: getattr(args, s.name) for s in algo.spec.settings if getattr(args, s.name) is not None}
     env = algo.resolve(overrides, args.preset)[0].env  # bad values fail here, before anything is built
     options = dict(seed=args.seed, chunks=args.chunks, block=args.block, preset=args.preset,
-                   memory_limit_mb=args.memory_limit_mb, progress_every=args.progress_every)
+                   memory_limit_mb=args.memory_limit_mb, progress_every=args.progress_every, log=tuple(args.log))
     if command == "train":
         out = args.out or f"runs/{algo.name}-{env}"
         result = runner.train(algo.name, overrides, args.num_seeds, out, quiet=args.quiet, **options)

@@ -40,6 +40,7 @@ class Plan:
     preset: str = "auto"
     memory_limit_mb: float = 0.0  # refuse programs above this per device (0: half the free memory)
     progress_every: int = 0  # updates between progress reports (0: about 20 per run)
+    log: tuple = ()  # experiment tracking backends (engine.tracking)
     single: bool = True  # one configuration, written at the output directory itself
     ranges: dict = field(default_factory=dict)  # for the record: swept ranges (plots use their scales)
 
@@ -55,6 +56,7 @@ class Plan:
             raise ValueError(f"memory_limit_mb must be >= 0 (0: automatic), got {self.memory_limit_mb}")
         if self.single and len(self.points) != 1:
             raise ValueError("a single run takes no --grid or --range")
+        object.__setattr__(self, "log", tuple(self.log))
 
     def to_json(self) -> dict:
         return jsonable(dataclasses.asdict(self))

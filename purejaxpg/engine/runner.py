@@ -27,10 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxpg.algos import get_algo
-from purejaxpg.engine import compat, memory, outputs
+from purejaxpg.engine import compat, memory, outputs, tracking
 from purejaxpg.engine.batch import Batch, prepare, to_host
 from purejaxpg.engine.plan import Group, Plan, configurations, groups
 from purejaxpg.engine.progress import ProgressBar, cadence
+from purejaxpg.engine.tracking import Tracker
 
 
 def chunk_lengths(num_updates: int, chunks: int) -> list:
@@ -108,8 +109,18 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
     first_update = sum(lengths[:done_chunks])
     bar = ProgressBar(program.num_updates, num_runs, program.env_steps_per_update, enabled=not quiet,
                       first_update=first_update)
+    reporters = [] if quiet else [bar]
+    if plan.log:
+        settings = {"algo": plan.algo, "num_seeds": plan.num_seeds, "seed": plan.seed, **outputs.versions()}
+        reporters.append(Tracker(plan.log, out_dir, plan.single, group, plan.num_seeds, program.env_steps_per_update,
+                                 settings, append=bool(done_chunks)))
+
+    def report(i, metrics):
+        for r in reporters:
+            r.report(i, metrics)
+
     batch = prepare(program, group.hparams, plan.num_seeds, plan.seed, plan.block,
-                    report=None if quiet else bar.report, every=cadence(program.num_updates, plan.progress_every))
+                    report=report if reporters else None, every=cadence(program.num_updates, plan.progress_every))
 
     t0 = time.perf_counter()
     for n in sorted(set(lengths[done_chunks:])):
@@ -146,13 +157,13 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
                 store.save(done_chunks, carry, {n: np.concatenate(v, 1) for n, v in metrics.items()})
                 timings["checkpoint_seconds"] += time.perf_counter() - t
     except KeyboardInterrupt:
-        bar.close()
+        _close(reporters)
         if store is not None:
             store.close()
             log(f"interrupted: the last checkpoint (chunk {done_chunks}) in {store.directory} is usable; "
                 f"continue with --resume")
         raise
-    bar.close()
+    _close(reporters)
     if store is not None:
         store.close()
     if len(lengths) > 1:
@@ -169,6 +180,11 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
                        sum(lengths[first_chunk:done_chunks]), timings, mem)
 
 
+def _close(reporters) -> None:
+    for r in reporters:
+        r.close()
+
+
 def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, quiet: bool = False,
             stop_after: Optional[int] = None) -> Result:
     """Run ``plan`` (see the module docstring). ``out_dir`` None: nothing is written and no
@@ -180,6 +196,7 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
     group_list = groups(plan)
     for g in group_list:  # fail before writing or compiling anything
         chunk_lengths(g.config.num_updates, plan.chunks)
+    tracking.check(plan.log, out_dir)
     writer = out_dir is not None and jax.process_index() == 0
     if writer and not resume:
         plan.write(out_dir)
