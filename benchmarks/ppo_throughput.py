@@ -85,8 +85,10 @@ def main(argv=None) -> int:
                                  args.purejaxrl, str(seeds), str(args.total_timesteps)], dict(os.environ),
                                 args.timeout)
 
+    out = args.out or os.path.join(RESULTS, f"ppo_throughput-{info['date']}.json")
+    seed_counts = [int(s) for s in args.seeds.split(",") if s]
     rows = []
-    for seeds in [int(s) for s in args.seeds.split(",") if s]:
+    for seeds in seed_counts:
         print(f"{seeds} seed(s):", flush=True)
         sides = {"purejaxpg": ours(seeds), **({"PureJaxRL": theirs(seeds)} if peer else {})}
         runs = alternate(sides, args.repeats)
@@ -99,18 +101,16 @@ def main(argv=None) -> int:
                                                  / row["PureJaxRL"]["env_steps_per_second"])
             row["ratio_compile_seconds"] = row["purejaxpg"]["compile_seconds"] / row["PureJaxRL"]["compile_seconds"]
         rows.append(row)
-
-    info["load_average_after"] = load()
-    first = rows[0]["runs"]
-    result = {**info, "setting": setting, "purejaxrl": os.path.abspath(args.purejaxrl) if peer else None,
-              "repeats": args.repeats,
-              "versions": {"purejaxpg": first["purejaxpg"][0]["versions"],
-                           **({"PureJaxRL": first["PureJaxRL"][0]["versions"]} if peer else {})},
-              "xla_flags": {"purejaxpg": first["purejaxpg"][0]["xla_flags"],
-                            **({"PureJaxRL": first["PureJaxRL"][0]["xla_flags"]} if peer else {})},
-              "rows": rows}
-    out = args.out or os.path.join(RESULTS, f"ppo_throughput-{info['date']}.json")
-    write_json(out, result)
+        info["load_average_after"] = load()
+        first = rows[0]["runs"]
+        result = {**info, "complete": len(rows) == len(seed_counts), "setting": setting,
+                  "purejaxrl": os.path.abspath(args.purejaxrl) if peer else None, "repeats": args.repeats,
+                  "versions": {"purejaxpg": first["purejaxpg"][0]["versions"],
+                               **({"PureJaxRL": first["PureJaxRL"][0]["versions"]} if peer else {})},
+                  "xla_flags": {"purejaxpg": first["purejaxpg"][0]["xla_flags"],
+                                **({"PureJaxRL": first["PureJaxRL"][0]["xla_flags"]} if peer else {})},
+                  "rows": rows}
+        write_json(out, result)  # after every seed count: a long run interrupted keeps what it measured
 
     print(f"\nPPO CartPole-v1, 4 envs x 128 steps, 4 x 4 minibatches, {setting['total_timesteps']:,} env steps per "
           f"seed; medians of {args.repeats} alternating runs per side")
