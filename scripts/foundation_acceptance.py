@@ -94,7 +94,7 @@ def main(argv=None) -> int:
               f"| load {load[0]:.2f}", flush=True)
 
     print()
-    print(f"CartPole-v1, {args.seeds} seeds x {BUDGET:,} env steps each, one compiled program per row "
+    print(f"CartPole-v1, {args.seeds} seeds x {args.total_timesteps or BUDGET:,} env steps each, one compiled program per row "
           f"({platform.machine()}, {os.cpu_count()} cpus)")
     head = (f"{'run':10s} | {'IQM':>6s} | {'IQM 95% CI':>15s} | {'mean':>6s} | {'mean 95% CI':>15s} | {'wall s':>7s} | "
             f"{'compile s':>9s} | "
