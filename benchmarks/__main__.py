@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     plot(stem + ".png", rows, results)
 
     print(f"\n{out['versions']['device']} ({out['versions']['machine']}), mode {args.mode}, "
-          f"seeds sharded over {jax.device_count()} device(s) where they divide evenly")
+          f"seeds sharded over {jax.device_count()} device(s) by the runner")
     print(format_rows(rows, torch_sps))
     for b in results.values():
         if "env_steps_per_second" in b:
