@@ -14,9 +14,10 @@ Imports nothing of purejaxpg and changes no JAX or XLA setting: PureJaxRL runs a
 users run it, with one exception. Its networks are initialised with flax's ``orthogonal``,
 whose ``jnp.linalg.qr`` becomes, under ``vmap`` over seeds, one batched LAPACK QR per layer;
 jaxlib 0.10.2 splits each over XLA's CPU thread pool and blocks a pool thread waiting for
-the pieces, so concurrent layers' QRs can deadlock on 2 cores. Here it hung in 5 of 5 runs
-(2 seeds, load 7-9; with and without ``--xla_cpu_multi_thread_eigen=false`` and synchronous
-dispatch): the process idle in ``block_until_ready`` for ever. So before ``ppo.py`` is
+the pieces, so concurrent layers' QRs can deadlock on 2 cores. Here it hung in 6 of 6 runs
+(2 seeds, load 7-10: 3 with XLA's defaults, 2 with ``--xla_cpu_multi_thread_eigen=false``,
+1 with that and synchronous dispatch): the process idle in ``block_until_ready`` for ever;
+with the replacement below it finished every time. So before ``ppo.py`` is
 imported, ``flax.linen.initializers.orthogonal`` is replaced by the same draw (a Gaussian
 matrix's Q factor with diag(R) > 0) computed by Gram-Schmidt in plain jnp, as purejaxpg's own
 initialiser does. It runs once per seed, before training, inside the timed program as
