@@ -13,8 +13,8 @@ purejaxpg settings with ``rng_impl X``: the runner compiles (timed alone) and ru
 program once (timed, compile and evaluation excluded). Fresh processes rather than one process with both programs:
 every compile is then a cold compile (the figure a user sees), and neither program runs with
 the other's buffers and caches around; alternating A B A B spreads the shared machine's
-load changes over both. Prints medians of wall time, of the process's CPU time (whole process) and the
-run (less sensitive than wall time to other jobs on a shared machine) and of compile time,
+load changes over both. Prints medians of the run's wall time, of the process's CPU time
+(less sensitive than wall time to other jobs on a shared machine) and of compile time,
 and B against A (medians, and each pair's ratio); writes benchmarks/results/sac_prng.json
 with the date, machine, load averages and git commit (``--summarize`` redoes the summary
 of such a file).
