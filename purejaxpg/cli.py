@@ -72,6 +72,9 @@ def _run_parser(command: str, algo):
                      help="refuse programs estimated above this per device (default: half the free memory)")
     run.add_argument("--progress-every", type=_typed(int, "progress_every"), default=0,
                      help="updates between progress reports (default: about 20 per run)")
+    run.add_argument("--host-devices", type=_typed(int, "host_devices"), default=None, metavar="N",
+                     help="on a CPU, split it into N XLA devices and shard the runs over them (default: one per "
+                          "core; 1: one device)")
     run.add_argument("--log", action="append", default=[], metavar="BACKEND",
                      help="stream metrics to tensorboard, wandb, mlflow or csv (repeatable; optional extra: "
                           "pip install -e '.[track]')")
@@ -280,16 +283,33 @@ def cmd_eval(argv) -> int:
     return 0
 
 
+def _host_devices(argv):
+    """The value of ``--host-devices`` in ``argv`` (read before argparse: it must act before
+    JAX's backend starts), or None."""
+    for i, a in enumerate(argv):
+        if a.split("=")[0] == "--host-devices":
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            n = convert("host_devices", int, value)
+            if n < 1:
+                raise ValueError(f"--host-devices must be at least 1, got {value!r}")
+            return n
+    return None
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = f"usage: purejaxpg {{{','.join(COMMANDS)}}} ...  (purejaxpg COMMAND --help)"
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip() if argv else usage)
         return 0 if argv else 2
-    from purejaxpg.engine import compat
-
-    compat.configure()  # the jaxlib 0.10 CPU settings, before anything starts JAX's backend
     cmd, rest = argv[0], argv[1:]
+    from purejaxpg.engine import host
+
+    try:  # before anything starts JAX's backend: the jaxlib 0.10 CPU settings, one device per core
+        host.configure(_host_devices(rest))
+    except ValueError as e:
+        print(f"purejaxpg: error: {e}", file=sys.stderr)
+        return 2
     if cmd not in COMMANDS:
         print(f"purejaxpg: error: unknown command {cmd!r}; {usage}", file=sys.stderr)
         return 2

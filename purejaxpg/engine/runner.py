@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxpg.algos import get_algo
-from purejaxpg.engine import compat, memory, outputs, tracking
+from purejaxpg.engine import host, memory, outputs, tracking
 from purejaxpg.engine.batch import Batch, prepare, to_host
 from purejaxpg.engine.plan import Group, Plan, configurations, groups
 from purejaxpg.engine.progress import ProgressBar, cadence
@@ -190,7 +190,7 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
     """Run ``plan`` (see the module docstring). ``out_dir`` None: nothing is written and no
     checkpoint is kept. ``stop_after``: stop after that many chunks of each group, as an
     interruption would (the checkpoints stay)."""
-    compat.configure()  # a no-op when already done (the CLI) or where no workaround is needed
+    host.configure()  # the jaxlib 0.10 CPU settings, a device per core; a no-op once the backend runs
     quiet = quiet or jax.process_index() != 0  # several processes: process 0 reports
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, flush=True))
     group_list = groups(plan)
