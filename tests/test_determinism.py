@@ -3,6 +3,7 @@ uint32 arithmetic, the clipped Adam written without divisions by broadcast scala
 blocked vmap (the device-count test itself is in test_runner.py); and the test that shows why
 the clipped Adam exists (optax's Adam gives different bits on 1 and 4 devices)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -82,6 +83,42 @@ def test_clipped_adam_matches_optax():
         chex.assert_trees_all_close(u1, u2, rtol=2e-6, atol=1e-9)
         p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u1)
     assert int(s1.count) == 6
+
+
+class ClippedAdamNumpyTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_clipped_adam_matches_a_numpy_loop(self):
+        """clipped_adam (and its parts clip_factor, adam_direction) against Adam written out
+        element by element in float64: clip to the global norm, then m, v, bias corrections
+        and the step lr(count) m_hat / (sqrt(v_hat) + eps). Gradients of norm 3 first
+        (clipped to 0.5), then 0.01 (not clipped), with a step-size schedule."""
+        params = {"w": np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}
+        sched = lambda count: 0.01 * (1.0 - count / 20)
+        tx = clipped_adam(sched, 0.5, 1e-5)
+        update = self.variant(tx.update)
+        state = tx.init(params)
+        names = ("w", "b")
+        m = {k: np.zeros(params[k].size) for k in names}
+        v = {k: np.zeros(params[k].size) for k in names}
+        for i in range(6):
+            scale = 3.0 if i < 3 else 0.01
+            g = {k: (scale * np.cos(np.arange(params[k].size) * (i + 1)) + 0.1).astype(np.float32).reshape(
+                params[k].shape) for k in names}
+            upd, state = update(g, state)
+            norm = math.sqrt(sum(float(x) ** 2 for k in names for x in g[k].ravel()))
+            c = 0.5 / norm if norm >= 0.5 else 1.0
+            t, lr = i + 1, 0.01 * (1.0 - i / 20)
+            for k in names:
+                want = []
+                for j, gj in enumerate(g[k].ravel().astype(np.float64)):
+                    m[k][j] = 0.9 * m[k][j] + 0.1 * c * gj
+                    v[k][j] = 0.999 * v[k][j] + 0.001 * (c * gj) ** 2
+                    m_hat, v_hat = m[k][j] / (1 - 0.9 ** t), v[k][j] / (1 - 0.999 ** t)
+                    want.append(-lr * m_hat / (math.sqrt(v_hat) + 1e-5))
+                # float32 arithmetic on O(1) moments: ~1e-6 relative
+                np.testing.assert_allclose(np.asarray(upd[k]).ravel(), want, rtol=2e-5, atol=1e-9)
+            assert (norm > 0.5) == (i < 3)
+        assert int(state.count) == 6
 
 
 def test_blocked_vmap_equals_vmap():
