@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from purejaxpg.engine.spec import convert
@@ -349,10 +350,16 @@ def main(argv=None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt as e:  # a signal in a run without checkpoints, or outside a run
-        from purejaxpg.engine.runner import SIGNAL_NAMES
+        from purejaxpg.engine.runner import SIGNAL_NAMES, worker_busy
 
         signum = getattr(e, "signum", 2)
         print(f"purejaxpg: stopped by {SIGNAL_NAMES.get(signum, 'SIGINT')}; nothing was saved", file=sys.stderr)
+        if worker_busy():
+            # XLA is still running the interrupted chunk in the runner's worker thread: the
+            # interpreter cannot shut down around it, so the process ends here
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
         return 128 + signum
     except OSError as e:  # a full disk, a read-only directory, ...: the checkpoint before is intact
         print(f"purejaxpg: error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -170,8 +170,9 @@ def _data_files(step_dir: str) -> list:
 
 def test_a_truncated_checkpoint_falls_back_and_resume_is_still_bit_identical(tmp_path, capsys):
     """The newest checkpoint truncated by hand: eval and --resume say so and use the one
-    before; the resumed run equals the uninterrupted one. With every checkpoint damaged,
-    one line names the file that failed."""
+    before; the resumed run equals the uninterrupted one. A file altered in place (same
+    size) is found too. With every checkpoint damaged, one line names the file that
+    failed."""
     full, part = str(tmp_path / "full"), str(tmp_path / "part")
     runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=full, chunks=4, quiet=True)
     runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=part, chunks=4, quiet=True, stop_after=3)
@@ -190,6 +191,15 @@ def test_a_truncated_checkpoint_falls_back_and_resume_is_still_bit_identical(tmp
     err = capsys.readouterr().err
     assert "using step 2" in err and "Traceback" not in err
     _same_results(full, part)
+
+    # altered in place (same size: a flipped bit on disk): found by the SHA-256 of the manifest
+    victim = max(_data_files(os.path.join(steps, "4")), key=os.path.getsize)
+    data = bytearray(open(victim, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(victim, "wb").write(bytes(data))
+    assert cli.main(["eval", part]) == 0
+    out, err = capsys.readouterr()
+    assert "after 6 updates" in out and victim in err and "SHA-256" in err and "using step 3" in err, (out, err)
 
     for step in os.listdir(steps):  # every checkpoint damaged: one line naming a file
         victim = max(_data_files(os.path.join(steps, step)), key=os.path.getsize)

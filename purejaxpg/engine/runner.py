@@ -58,6 +58,7 @@ from purejaxpg.engine.progress import ProgressBar, cadence
 CHUNK_SECONDS = 60.0  # without --chunks: chunks of about this much run time (at most the checkpoint interval)
 GROWTH = 4  # ... each at most this many times longer than the one before
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+WORKER = "purejaxpg-runner"  # the thread that runs compilation, chunks and checkpoint writes
 
 
 def chunk_lengths(num_updates: int, chunks: int) -> list:
@@ -150,20 +151,34 @@ def _wait(fn, *args):
     if threading.current_thread() is not threading.main_thread():
         return fn(*args)
     box = {}
+    done = threading.Event()
 
     def target():
         try:
             box["value"] = fn(*args)
         except BaseException as e:  # handed to the caller
             box["error"] = e
+        finally:
+            done.set()
+            _BUSY.discard(done)
 
-    worker = threading.Thread(target=target, name="purejaxpg-runner", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.1)
+    _BUSY.add(done)
+    threading.Thread(target=target, name=WORKER, daemon=True).start()
+    while not done.wait(0.1):
+        pass
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+_BUSY: set = set()  # the unfinished work of _wait's threads
+
+
+def worker_busy() -> bool:
+    """Whether a worker thread of ``_wait`` is still running (a signal interrupted the
+    wait: XLA may be in the middle of a chunk). Thread.is_alive cannot tell: a join
+    interrupted by an exception leaves it False for a thread still running."""
+    return bool(_BUSY)
 
 
 def _any(flag: bool) -> bool:
