@@ -60,6 +60,24 @@ def _same_results(a: str, b: str):
     assert sa["final_return"]["per_seed"] == sb["final_return"]["per_seed"]
 
 
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Runs several tests start from (copied, as tests change them): ``full``, PPO (8
+    updates, 2 seeds) in 4 chunks; ``part``, the same stopped after 3 chunks; ``other``, lr
+    1e-5 stopped after 1 chunk; ``sweep``, a 2-configuration sweep of 1 seed."""
+    root = tmp_path_factory.mktemp("tiny")
+    runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=str(root / "full"), chunks=4, quiet=True)
+    runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=str(root / "part"), chunks=4, quiet=True, stop_after=3)
+    runner.train("ppo", {**TINY_SETTINGS, "lr": 1e-5}, num_seeds=2, out_dir=str(root / "other"), chunks=4,
+                 quiet=True, stop_after=1)
+    runner.sweep("ppo", str(root / "sweep"), base=TINY_SETTINGS, grid={"lr": [1e-3, 3e-3]}, num_seeds=1, quiet=True)
+    return root
+
+
+def _copy(tiny_runs, name: str, tmp_path) -> str:
+    return str(shutil.copytree(tiny_runs / name, tmp_path / name))
+
+
 # ---- output directories ------------------------------------------------------------
 
 def test_a_new_run_into_another_runs_directory_is_refused_and_overwrite_replaces_it(tmp_path, capsys):
@@ -93,9 +111,9 @@ def test_a_new_run_into_another_runs_directory_is_refused_and_overwrite_replaces
     assert sorted(os.listdir(os.path.join(out, "checkpoints", "group0"))) == ["3", "4"]
 
 
-def test_overwrite_removes_exactly_a_sweeps_files(tmp_path):
+def test_overwrite_removes_exactly_a_sweeps_files(tmp_path, tiny_runs):
     out = tmp_path / "S"
-    runner.sweep("ppo", str(out), base=TINY_SETTINGS, grid={"lr": [1e-3, 3e-3]}, num_seeds=1, quiet=True)
+    shutil.copytree(tiny_runs / "sweep", out)
     (out / "mine.txt").write_text("x")
     (out / plans.config_name({"lr": 1e-3}, 0) / "episode.gif").write_bytes(b"GIF")
     found = runner.check_out_dir(str(out), overwrite=True)
@@ -108,19 +126,23 @@ def test_overwrite_removes_exactly_a_sweeps_files(tmp_path):
     assert runner.check_out_dir(str(out), overwrite=False) == []
 
 
-def test_outputs_are_written_under_a_temporary_name(tmp_path, monkeypatch):
-    """Every file of a run is renamed into place: a writer that fails half-way leaves the
-    previous file and no temporary one."""
+def test_outputs_are_written_under_a_temporary_name(tmp_path, monkeypatch, tiny_runs):
+    """Every file of a run is renamed into place (here: the outputs of a resumed sweep); a
+    writer that fails half-way leaves the previous file and no temporary one."""
     from purejaxpg.analysis import plotting
     from purejaxpg.engine import outputs
 
+    shutil.copytree(tiny_runs / "sweep", tmp_path / "S")
+    for path in (tmp_path / "S").iterdir():  # keep only run.json and the checkpoints
+        if path.name not in ("checkpoints", "run.json"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     renames = []
     real = os.replace
     monkeypatch.setattr(outputs.os, "replace", lambda a, b: (renames.append((a, b)), real(a, b))[1])
-    runner.sweep("ppo", str(tmp_path / "S"), base=TINY_SETTINGS, grid={"lr": [1e-3, 3e-3]}, num_seeds=1, quiet=True)
+    runner.resume(str(tmp_path / "S"), quiet=True)  # from its final checkpoint: evaluates and writes the outputs
     written = {os.path.relpath(b, tmp_path / "S") for _, b in renames if "checkpoints" not in b}
     on_disk = {os.path.relpath(p, tmp_path / "S") for p in glob.glob(str(tmp_path / "S" / "**"), recursive=True)
-               if os.path.isfile(p) and "checkpoints" not in p}
+               if os.path.isfile(p) and "checkpoints" not in p and not p.endswith("run.json")}
     assert on_disk == written, on_disk ^ written
     assert all(".tmp" in os.path.basename(a) for a, b in renames if "checkpoints" not in b)
 
@@ -137,12 +159,10 @@ def test_outputs_are_written_under_a_temporary_name(tmp_path, monkeypatch):
     assert not glob.glob(str(tmp_path / "S" / "*.tmp*"))
 
 
-def test_fingerprint_refusals(tmp_path, capsys, monkeypatch):
+def test_fingerprint_refusals(tmp_path, capsys, monkeypatch, tiny_runs):
     """run.json records the fingerprint; a checkpoint of another run (other settings) is
     refused by eval and --resume, and so is resuming with other package versions."""
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=a, chunks=2, quiet=True)
-    runner.train("ppo", {**TINY_SETTINGS, "lr": 1e-5}, num_seeds=2, out_dir=b, chunks=2, quiet=True, stop_after=1)
+    a, b = _copy(tiny_runs, "full", tmp_path), _copy(tiny_runs, "other", tmp_path)
     fp = plans.stored_fingerprint(a)
     assert set(fp) == {"sha256", "runs_sha256", "versions"} and fp["versions"]["jax"]
     assert plans.stored_fingerprint(b)["runs_sha256"] != fp["runs_sha256"]
@@ -168,14 +188,12 @@ def _data_files(step_dir: str) -> list:
                   if os.path.isfile(p))
 
 
-def test_a_truncated_checkpoint_falls_back_and_resume_is_still_bit_identical(tmp_path, capsys):
+def test_a_truncated_checkpoint_falls_back_and_resume_is_still_bit_identical(tmp_path, capsys, tiny_runs):
     """The newest checkpoint truncated by hand: eval and --resume say so and use the one
     before; the resumed run equals the uninterrupted one. A file altered in place (same
     size) is found too. With every checkpoint damaged, one line names the file that
     failed."""
-    full, part = str(tmp_path / "full"), str(tmp_path / "part")
-    runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=full, chunks=4, quiet=True)
-    runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=part, chunks=4, quiet=True, stop_after=3)
+    full, part = str(tiny_runs / "full"), _copy(tiny_runs, "part", tmp_path)
     steps = os.path.join(part, "checkpoints", "group0")
     assert sorted(os.listdir(steps)) == ["2", "3"]
     victim = max(_data_files(os.path.join(steps, "3")), key=os.path.getsize)
@@ -208,19 +226,18 @@ def test_a_truncated_checkpoint_falls_back_and_resume_is_still_bit_identical(tmp
     _one_line_error(capsys.readouterr().err, "no readable checkpoint in", victim)
 
 
-def test_a_step_without_its_manifest_is_checked_by_orbax(tmp_path, capsys):
+def test_a_step_without_its_manifest_is_checked_by_orbax(tmp_path, capsys, tiny_runs):
     """Killed between Orbax's rename and the manifest: the step is complete (Orbax renames
     only complete steps) and is used; a damaged one is still refused by name."""
-    d = str(tmp_path / "r")
-    runner.train("ppo", TINY_SETTINGS, num_seeds=2, out_dir=d, chunks=2, quiet=True)
-    step = os.path.join(d, "checkpoints", "group0", "2")
+    d = _copy(tiny_runs, "full", tmp_path)
+    step = os.path.join(d, "checkpoints", "group0", "4")
     os.remove(os.path.join(step, MANIFEST))
     assert cli.main(["eval", d]) == 0
     assert "after 8 updates" in capsys.readouterr().out
     for f in glob.glob(os.path.join(step, "state", "**", "*.ocdbt"), recursive=True):
         open(f, "wb").write(b"")
-    os.remove(os.path.join(d, "checkpoints", "group0", "1", MANIFEST))
-    for f in glob.glob(os.path.join(d, "checkpoints", "group0", "1", "state", "**", "*.ocdbt"), recursive=True):
+    os.remove(os.path.join(d, "checkpoints", "group0", "3", MANIFEST))
+    for f in glob.glob(os.path.join(d, "checkpoints", "group0", "3", "state", "**", "*.ocdbt"), recursive=True):
         open(f, "wb").write(b"")
     assert cli.main(["eval", d]) == 2
     _one_line_error(capsys.readouterr().err, "no readable checkpoint", "manifest.ocdbt")
@@ -283,14 +300,14 @@ def test_a_diverging_configuration_is_reported_and_the_others_are_unchanged(tmp_
 
 
 def test_divergence_of_an_off_policy_run_and_nothing_for_its_warm_up():
-    """SAC's warm-up losses are NaN by design and are not divergence; learning rates of 1e20 diverge."""
+    """SAC's warm-up losses are NaN by design and are not divergence; a critic learning
+    rate of 1e20 diverges once learning starts."""
     sac = {"env": "Pendulum-v1", "num_envs": 2, "num_steps": 2, "total_timesteps": 64, "buffer_size": 64,
            "minibatch_size": 8, "learning_starts": 20, "hidden": (8,), "num_eval_episodes": 1}
-    ok, = runner.sweep("sac", None, base=sac, grid={"actor_lr": [3e-4, 1e20], "critic_lr": [1e20]},
-                       num_seeds=2, quiet=True).groups
-    r, = runner.train("sac", sac, num_seeds=2, quiet=True).groups
-    assert (r.first_nonfinite == -1).all()
-    assert (ok.first_nonfinite >= 5).all(), ok.first_nonfinite  # the 5 warm-up updates never count
+    r, = runner.sweep("sac", None, base=sac, grid={"critic_lr": [1e-3, 1e20]}, num_seeds=2, quiet=True).groups
+    assert np.isnan(r.metrics["critic_loss"][0, :, :5]).all()  # warm-up: NaN by design
+    assert (r.first_nonfinite[0] == -1).all(), r.first_nonfinite
+    assert (r.first_nonfinite[1] >= 5).all(), r.first_nonfinite  # the 5 warm-up updates never count
 
 
 # ---- interruption: signals and kill -9 (the real command) -------------------------------
