@@ -168,7 +168,14 @@ def make_program(config, update: Callable, grad_steps: int, init_extra: Callable
         p = act(carry)
         return rollout.evaluate(eval_env, p.fn, p.params, p.obs_rms, p.key if key is None else key)
 
+    def watch(carry, metrics, i):
+        """Parameters, optimiser state and every loss stay finite (engine.runner reports the
+        first update where one does not)."""
+        state = carry[0]
+        return state.params, state.opt_state, {k: v for k, v in metrics.items() if "loss" in k}
+
     # an update's trajectory: obs and next obs plus about a dozen scalars per step, and the
     # algorithm's copies of it (flattened, permuted minibatches): about three times that
     traj_bytes = config.batch_size * (2 * math.prod(venv.obs_shape) + 12) * 4
-    return Program(config, init, step, evaluate, act, num_updates, config.batch_size, scratch_bytes=3 * traj_bytes)
+    return Program(config, init, step, evaluate, act, num_updates, config.batch_size, scratch_bytes=3 * traj_bytes,
+                   watch=watch)
