@@ -17,6 +17,7 @@ REGISTRY = {
     "sac": "sac:ALGORITHM",
     "trpo": "trpo:ALGORITHM",
     "npg": "trpo:NPG_ALGORITHM",
+    "impala": "impala:ALGORITHM",
 }
 
 

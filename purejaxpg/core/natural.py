@@ -37,17 +37,22 @@ class CGResult(NamedTuple):
     residual: jax.Array  # |b - A x| / |b| of the recurrence after the last iteration (0 for b = 0)
 
 
-def conjugate_gradient(matvec: Callable, b, iters: int) -> CGResult:
+def conjugate_gradient(matvec: Callable, b, iters: int, tol=0.0) -> CGResult:
     """``iters`` (static) iterations of conjugate gradient on A x = b from x = 0, A symmetric
-    positive (semi-)definite given as ``matvec``. Once the residual is exactly zero the
-    iterate stops moving (no division by zero)."""
+    positive (semi-)definite given as ``matvec``. Once the relative residual |r| / |b| is at
+    most ``tol`` (default 0: exactly zero) the iterate stops moving: no division by zero,
+    and on a singular A (a Fisher matrix without damping) no drift along its null space,
+    where the residual no longer sees the iterate (with b in A's range, CG from 0 then
+    returns the minimum-norm solution, A^+ b)."""
     zero = jnp.zeros((), b.dtype)
+    stop = tol * tol * (b @ b)
 
     def body(_, c):
         x, r, p, rr = c
         ap = matvec(p)
         pap = p @ ap
-        alpha = jnp.where(pap > 0, rr / jnp.where(pap > 0, pap, 1.0), zero)
+        go = (pap > 0) & (rr > stop)
+        alpha = jnp.where(go, rr / jnp.where(go, pap, 1.0), zero)
         x = x + alpha * p
         r = r - alpha * ap
         rr_new = r @ r
