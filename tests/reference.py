@@ -239,3 +239,32 @@ def vtrace(rewards, discounts, dones, values, next_values, log_rhos, rho_bar, c_
         nxt = next_values[s] if (dones[s] or s == T - 1) else vs[s + 1]
         adv[s] = rho[s] * (rewards[s] + discounts[s] * nxt - values[s])
     return vs, adv
+
+
+def tabular_fisher(d, pi):
+    """sum_s d(s) sum_a pi(a|s) g g^T, g = d log softmax(theta[s])_a / d theta = e_{s,a} - pi(.|s)
+    on row s (0 elsewhere); [S*A, S*A]."""
+    S, A = pi.shape
+    F = np.zeros((S * A, S * A))
+    for s in range(S):
+        for a in range(A):
+            g = np.zeros(S * A)
+            g[s * A:(s + 1) * A] = -pi[s]
+            g[s * A + a] += 1.0
+            F += d[s] * pi[s, a] * np.outer(g, g)
+    return F
+
+
+def off_policy_weights(rewards, rho, values, gamma):
+    """One episode's weights on grad log pi(a_t|s_t): whole-trajectory, per-decision, per-decision
+    minus the V baseline, and per-decision with min(1, rho), by loops over t and k."""
+    T = len(rewards)
+    out = {n: np.zeros(T) for n in ("is_whole", "is_per_decision", "is_per_decision_value", "clipped_per_decision")}
+    G0 = sum(gamma ** k * rewards[k] for k in range(T))
+    for t in range(T):
+        out["is_whole"][t] = np.prod(rho) * G0
+        for k in range(t, T):
+            out["is_per_decision"][t] += gamma ** k * rewards[k] * np.prod(rho[:k + 1])
+            out["clipped_per_decision"][t] += gamma ** k * rewards[k] * np.prod(np.minimum(1.0, rho[:k + 1]))
+        out["is_per_decision_value"][t] = out["is_per_decision"][t] - np.prod(rho[:t + 1]) * gamma ** t * values[t]
+    return out

@@ -7,10 +7,11 @@ gradient ascent on J(theta).
   of the exact state-weighted KL (``exact.weighted_kl``) against np.linalg.pinv(F) grad J
   with F = ``exact.exact_fisher``, and against the closed form (the advantage centred per
   state), in float64.
-* ``sampled_directions``: B episodes from the engine's rollout; the gradient estimate
+* ``sampled_directions``: B episodes from the engine's rollout (float32); the gradient estimate
   gamma^t (G_t - V(s_t)) and the Fisher of the sampled KL (1/B) sum gamma^t
   KL(pi_old(s_t) || pi(s_t)), whose expectation is the exact F; CG on its FVPs; the cosine
-  of the direction with the exact natural gradient, for growing B.
+  of the direction with the exact natural gradient, for growing B (float64 from the
+  episodes on).
 * ``ascent``: theta <- theta + eta d from theta = 0 (uniform policy), d = grad J (vanilla) or
   F^+ grad J (natural, by CG on exact FVPs), for a grid of eta, and with each step scaled to
   the same KL (the directions compared at equal policy movement); iterations until J
@@ -28,7 +29,7 @@ from purejaxpg.core import advantages as adv
 from purejaxpg.core import natural, rollout
 from purejaxpg.envs import VecEnv
 from purejaxpg.lab import exact as ex
-from purejaxpg.lab.estimators import Problem, _log_probs, _policy_fn, first_episode_mask, make_problem
+from purejaxpg.lab.estimators import Problem, _log_probs, _policy_fn, exact_quantities, first_episode_mask, make_problem
 
 CG_TOL = 1e-10  # relative residual at which CG stops moving (F is singular: see core.natural)
 ETAS = (0.1, 1.0, 10.0, 100.0, 1000.0)  # step sizes of the ascent grid
@@ -62,8 +63,10 @@ def cg_against_pinv(problem: Problem) -> dict:
             "natural_grad_norm": float(np.linalg.norm(pinv)), "fisher_rank": int(np.linalg.matrix_rank(F, 1e-10))}
 
 
-def _sampled_direction(traj, theta, V, gamma, num_episodes, iters: int, damping):
-    """The CG direction of one batch of first episodes [H, B]: (direction, gradient) [S*A]."""
+def _sampled_direction(traj, theta, V, gamma, num_episodes, iters: int):
+    """The CG direction of one batch of first episodes [H, B]: (direction, gradient) [S*A].
+    Call in float64 (the sums run over B x H steps; in float32 their rounding leaves
+    components along F's null space that CG, run past the rank, amplifies)."""
     mask = first_episode_mask(traj.done)
     gt = adv.discount_weights(gamma, traj.episode_step) * mask
     rtg = adv.reward_to_go(traj.reward, traj.discounts(gamma), traj.done)
@@ -80,23 +83,18 @@ def _sampled_direction(traj, theta, V, gamma, num_episodes, iters: int, damping)
 
     x0 = theta.reshape(-1)
     g = jax.grad(objective)(x0)
-    cg = natural.conjugate_gradient(natural.fisher_vector_product(kl, x0, damping), g, iters)
+    cg = natural.conjugate_gradient(natural.fisher_vector_product(kl, x0), g, iters, CG_TOL)
     return cg.x, g
 
 
-def sampled_directions(problem: Problem, exact_direction: np.ndarray, batch_sizes, k: int, key,
-                       damping: float = 1e-6) -> dict:
-    """For each B: K batches of B episodes -> the cosine of each batch's CG direction (S*A
-    iterations on the sampled FVPs, float32) with the exact natural gradient; also the
-    cosine of the sampled vanilla gradient with the exact gradient, for scale."""
+def sampled_directions(problem: Problem, exact_direction: np.ndarray, batch_sizes, k: int, key) -> dict:
+    """For each B: K batches of B episodes (the engine's rollout, float32) -> the cosine of
+    each batch's CG direction (S*A iterations on the sampled FVPs, float64) with the exact
+    natural gradient; also the cosine of the sampled vanilla gradient with the exact one."""
     H = problem.horizon
     theta = jnp.asarray(problem.theta, jnp.float32)
     S, A = theta.shape
-    with jax.enable_x64(True):
-        exact = ex._exact(problem.mdp.astype(jnp.float64), jnp.asarray(problem.theta, jnp.float64))
-        V = jnp.asarray(np.asarray(exact["V"]), jnp.float32)
-        grad = np.asarray(exact["grad"]).reshape(-1)
-    gamma = jnp.asarray(problem.mdp.gamma, jnp.float32)
+    exact = exact_quantities(problem)
     target = np.asarray(exact_direction, np.float64).reshape(-1)
 
     def cos(u, v):
@@ -108,29 +106,39 @@ def sampled_directions(problem: Problem, exact_direction: np.ndarray, batch_size
         venv = VecEnv(problem.env_name, int(B), **problem.env_kwargs, max_steps_in_episode=H)
 
         @jax.jit
-        def one(key):
+        def collect(key):
             k_reset, k_collect = jax.random.split(key)
-            _, traj = rollout.collect(venv, _policy_fn, theta, rollout.reset(venv, k_reset, False), k_collect, H)
-            return _sampled_direction(traj, theta, V, gamma, B, S * A, damping)
+            return rollout.collect(venv, _policy_fn, theta, rollout.reset(venv, k_reset, False), k_collect, H)[1]
 
         nat, van = [], []
         for j in range(int(k)):
-            d, g = one(jax.random.fold_in(key, i * 100_003 + j))
-            nat.append(cos(np.asarray(d, np.float64), target))
-            van.append(cos(np.asarray(g, np.float64), grad))
+            traj = collect(jax.random.fold_in(key, i * 100_003 + j))
+            with jax.enable_x64(True):
+                t64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if x.dtype == jnp.float32 else x, traj)
+                d, g = _direction64(t64, jnp.asarray(problem.theta, jnp.float64), jnp.asarray(exact["V"]),
+                                    jnp.float64(problem.mdp.gamma), B, S * A)
+                d, g = np.asarray(d), np.asarray(g)
+            nat.append(cos(d, target))
+            van.append(cos(g, exact["grad"].reshape(-1)))
         out["natural_cosine_mean"].append(float(np.mean(nat)))
         out["natural_cosine_min"].append(float(np.min(nat)))
         out["vanilla_cosine_mean"].append(float(np.mean(van)))
     return out
 
 
-def _ascent(mdp, natural_step: bool, eta, iters: int, kl_matched: bool):
+_direction64 = jax.jit(_sampled_direction, static_argnums=(4, 5))
+
+
+def _ascent(mdp, natural_step: bool, eta, iters: int, kl_matched: bool, target):
     """J at each of ``iters`` steps from theta = 0: theta += eta d, or, ``kl_matched``, the step
     along d scaled to the quadratic KL eta (sqrt(2 eta / d^T F d) d), so that both
-    directions move the policy equally far."""
+    directions move the policy equally far. theta stops once J >= ``target`` (only the
+    iterations to get there are measured; fixed-KL steps from a nearly deterministic policy
+    are steps of unbounded size)."""
     S, A = mdp.R.shape
 
-    def step(theta, _):
+    def step(carry, _):
+        theta, J = carry
         if natural_step:
             d = _exact_natural(mdp, theta, S * A)[0].x.reshape(theta.shape)
         else:
@@ -138,15 +146,18 @@ def _ascent(mdp, natural_step: bool, eta, iters: int, kl_matched: bool):
         if kl_matched:
             kl = ex.weighted_kl(mdp, theta)
             fd = natural.fisher_vector_product(lambda x: kl(x.reshape(theta.shape)), theta.reshape(-1))(d.reshape(-1))
-            d = jnp.sqrt(2.0 / jnp.maximum(d.reshape(-1) @ fd, 1e-300)) * d
-            theta = theta + jnp.sqrt(eta) * d
+            dfd = d.reshape(-1) @ fd
+            d = jnp.where(dfd > 0, jnp.sqrt(2.0 * eta / jnp.where(dfd > 0, dfd, 1.0)), 0.0) * d
         else:
-            theta = theta + eta * d
-        return theta, ex.exact_J(mdp, theta)
+            d = eta * d
+        theta = jnp.where(J >= target, theta, theta + d)
+        J = ex.exact_J(mdp, theta)
+        return (theta, J), J
 
     theta0 = jnp.zeros((S, A), mdp.P.dtype)
-    _, Js = jax.lax.scan(step, theta0, None, length=iters)
-    return jnp.concatenate([ex.exact_J(mdp, theta0)[None], Js])
+    J0 = ex.exact_J(mdp, theta0)
+    _, Js = jax.lax.scan(step, (theta0, J0), None, length=iters)
+    return jnp.concatenate([J0[None], Js])
 
 
 def ascent(mdp_name: str, iters: int = 2000, etas=ETAS, kls=KLS, fraction: float = 0.99) -> dict:
@@ -159,8 +170,9 @@ def ascent(mdp_name: str, iters: int = 2000, etas=ETAS, kls=KLS, fraction: float
     with jax.enable_x64(True):
         m = problem.mdp.astype(jnp.float64)
         J_star = float(m.d0 @ ex.policy_iteration(m).V)
-        runs = jax.jit(jax.vmap(_ascent, in_axes=(None, None, 0, None, None)), static_argnums=(1, 3, 4))
-        curves = {(kind, kl): np.asarray(runs(m, kind, jnp.asarray(kls if kl else etas, jnp.float64), int(iters), kl))
+        runs = jax.jit(jax.vmap(_ascent, in_axes=(None, None, 0, None, None, None)), static_argnums=(1, 3, 4))
+        curves = {(kind, kl): np.asarray(runs(m, kind, jnp.asarray(kls if kl else etas, jnp.float64), int(iters), kl,
+                                              fraction * J_star))
                   for kind in (False, True) for kl in (False, True)}
     out = {"mdp": mdp_name, "env_kwargs": problem.env_kwargs, "optimal_J": J_star,
            "initial_J": float(curves[(False, False)][0, 0]), "fraction": fraction, "max_iters": int(iters),
@@ -177,7 +189,7 @@ def ascent(mdp_name: str, iters: int = 2000, etas=ETAS, kls=KLS, fraction: float
     return out
 
 
-def run_natural(problem: Problem, batch_sizes=(16, 64, 256, 1024, 4096), k: int = 20, seed: int = 0,
+def run_natural(problem: Problem, batch_sizes=(64, 256, 1024, 4096), k: int = 10, seed: int = 0,
                 ascent_mdps=("chain", "frozenlake"), ascent_iters: int = 2000) -> dict:
     """Everything above, as the ``natural`` section of lab.json."""
     exact = cg_against_pinv(problem)

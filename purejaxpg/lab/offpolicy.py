@@ -125,7 +125,9 @@ def sample_off_policy(problem: Problem, V, eps: float, batch_size: int, k: int, 
 def exact_weight_second_moment(mdp, theta, eps, horizon: int) -> float:
     """E_beta[rho_{0:H-1}^2] = d0^T M^H 1, M[s, s'] = sum_a pi(a|s)^2 / beta(a|s) P(s'|s, a), for
     an MDP without terminal states (float64, host side)."""
-    pi = np.asarray(jax.nn.softmax(jnp.asarray(theta, jnp.float64), -1))
+    theta = np.asarray(theta, np.float64)
+    pi = np.exp(theta - theta.max(-1, keepdims=True))
+    pi /= pi.sum(-1, keepdims=True)
     beta = (1.0 - eps) * pi + eps / pi.shape[-1]
     M = np.einsum("sa,sat->st", pi ** 2 / beta, np.asarray(mdp.P, np.float64))
     x = np.ones(M.shape[0])
