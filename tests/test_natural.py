@@ -187,3 +187,41 @@ class VTraceTest(chex.TestCase):
                                      np.where(np.r_[cont, np.zeros((1, cont.shape[1]), bool)],
                                               np.r_[vs[1:], vs[-1:]], b["next_values"]), 1)
         np.testing.assert_allclose(a, one_step - b["values"], rtol=1e-5, atol=1e-4)
+
+
+def test_the_loop_adam_steps_only_its_groups():
+    """With groups=("critic",), onpolicy.apply_gradients differentiates and steps the critic
+    alone (Adam's state holds only the critic) and leaves the actor as it was."""
+    import optax
+
+    from purejaxpg.core.optim import clipped_adam
+    from purejaxpg.engine import onpolicy
+
+    params = {"actor": {"w": jnp.ones(3)}, "critic": {"w": jnp.arange(3.0)}}
+    tx = clipped_adam(lambda count: 0.1, 0.5, 1e-5)
+    ctx = onpolicy.Context(None, None, None, None, tx, ("critic",))
+    state = onpolicy.TrainState(params, tx.init({"critic": params["critic"]}), None, ())
+
+    def loss_fn(p):
+        return (p["actor"]["w"] * p["critic"]["w"] ** 2).sum(), {}
+
+    new, loss, _ = onpolicy.apply_gradients(ctx, state, loss_fn)
+    np.testing.assert_array_equal(new.params["actor"]["w"], params["actor"]["w"])
+    grads = {"critic": {"w": 2.0 * params["critic"]["w"]}}
+    updates, _ = tx.update(grads, tx.init({"critic": params["critic"]}))
+    np.testing.assert_allclose(new.params["critic"]["w"], optax.apply_updates(params["critic"]["w"], updates["critic"]["w"]))
+    assert set(new.opt_state.mu) == {"critic"}
+
+
+def test_trpo_and_npg_settings():
+    from purejaxpg.algos import get_algo
+
+    config, hp = get_algo("trpo").resolve({"max_kl": "0.02", "damping": 0.01, "lr": 3e-4})
+    assert config.line_search and {"max_kl", "damping", "lr", "gae_lambda", "backtrack_shrink"} <= set(hp)
+    assert hp["max_kl"] == 0.02
+    npg_config, _ = get_algo("npg").resolve({})
+    assert not npg_config.line_search
+    with np.testing.assert_raises_regex(ValueError, "applies only with --line-search true"):
+        get_algo("npg").resolve({"backtrack_shrink": 0.5})
+    with np.testing.assert_raises_regex(ValueError, "critic_minibatches"):
+        get_algo("trpo").resolve({"critic_minibatches": 7})
