@@ -213,7 +213,7 @@ LAB_K = 800
 
 @pytest.fixture(scope="module")
 def lab_result():
-    return lab.run_lab(**LAB_MDP, batch_sizes=(32,), k=LAB_K)
+    return lab.run_lab(**LAB_MDP, batch_sizes=(32,), k=LAB_K, natural=False, off_policy=False)
 
 
 def _stat(result, name, field):
