@@ -26,6 +26,7 @@ class TaskState:
     done: jax.Array
     t: jax.Array
     start: jax.Array
+    empty: Any = None  # a zero-size array, as MJX data has (no contacts): kept out of the env's state
 
 
 class Counter:
@@ -37,7 +38,7 @@ class Counter:
 
     def _state(self, t, start, reward, done):
         obs = {"t": jnp.reshape(t, (1,)).astype(jnp.float32), "start": jnp.reshape(start, (1,))}
-        return TaskState(obs, reward, done, t, start)
+        return TaskState(obs, reward, done, t, start, jnp.zeros((0, 3)))
 
     def reset(self, rng):
         return self._state(jnp.int32(0), jax.random.uniform(rng), jnp.float32(0.0), jnp.float32(0.0))
@@ -71,6 +72,10 @@ def _run(venv, steps, key=0):
 def test_time_limit_is_a_truncation_reported_with_the_observation_before_the_reset():
     venv = _venv("Counter-limit-test", episode_length=5)
     assert venv.obs_shape == (2,) and venv.max_episode_steps == 5  # {"start", "t"} flattened in key order
+    _, state = venv.reset(jax.random.PRNGKey(0))
+    assert all(x.size for x in jax.tree_util.tree_leaves(state))  # orbax cannot checkpoint zero-size arrays
+    inner = jax.vmap(venv.env.task_state)(state.env_state)
+    assert inner.empty.shape == (2, 0, 3) and inner.t.shape == (2,)
     steps = _run(venv, 12)
     for i, s in enumerate(steps):
         limit = (i + 1) % 5 == 0

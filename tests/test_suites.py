@@ -104,7 +104,7 @@ def test_playground_time_limit_and_reset():
     step = jax.jit(venv.step)
     action = jnp.full((3, 1), 0.3)
     for i in range(5):
-        inner = state.env_state.inner
+        inner = jax.vmap(venv.env.task_state)(state.env_state)
         key = jax.random.PRNGKey(i)
         obs, state, reward, term, trunc, info = step(key, state, action)
         expected = jax.vmap(raw.step)(inner, action)

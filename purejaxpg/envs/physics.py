@@ -41,8 +41,8 @@ RESETS = ("random", "first")
 
 @struct.dataclass
 class PhysicsState(environment.EnvState):
-    inner: Any  # the task's own State
-    first: Any = None  # reset="first": the task's first initial state (else None)
+    inner: Any  # the task's own State, as the tuple of its non-empty leaves (``PhysicsEnv.task_state``)
+    first: Any = None  # reset="first": the task's first initial state, packed the same way (else None)
 
 
 @struct.dataclass
@@ -80,8 +80,12 @@ class PhysicsEnv(environment.Environment):
         self.reset_mode = reset
         self._name = name
         self._params = PhysicsParams(max_steps_in_episode=math.ceil(int(episode_length) / self.action_repeat))
-        shape = jax.eval_shape(lambda k: flatten_obs(task.reset(k).obs), jax.random.PRNGKey(0)).shape
-        self.obs_size = int(shape[0])
+        abstract = jax.eval_shape(task.reset, jax.random.PRNGKey(0))
+        self.obs_size = int(jax.eval_shape(flatten_obs, abstract.obs).shape[0])
+        # The task's State is carried as its non-empty leaves: MJX data has zero-size arrays
+        # (no contacts, no mocap bodies), which orbax cannot checkpoint; they are rebuilt here.
+        leaves, self._treedef = jax.tree_util.tree_flatten(abstract)
+        self._leaves = [(tuple(x.shape), x.dtype) for x in leaves]
 
     @property
     def name(self) -> str:
@@ -105,10 +109,22 @@ class PhysicsEnv(environment.Environment):
             return jax.random.bits(key, (2,), jnp.uint32)
         return key
 
+    def _pack(self, inner) -> tuple:
+        return tuple(x for x, (shape, _) in zip(jax.tree_util.tree_leaves(inner), self._leaves) if math.prod(shape))
+
+    def task_state(self, state: PhysicsState):
+        """The task's own State inside ``state`` (one env's; ``jax.vmap`` it for a batch)."""
+        packed = iter(state.inner)
+        leaves = [next(packed) if math.prod(shape) else jnp.zeros(shape, dtype) for shape, dtype in self._leaves]
+        return jax.tree_util.tree_unflatten(self._treedef, leaves)
+
     def reset(self, key, params=None):
-        inner = self.task.reset(self._task_key(key))
+        inner = self._pack(self.task.reset(self._task_key(key)))
         first = inner if self.reset_mode == "first" else None
-        return flatten_obs(inner.obs), PhysicsState(time=jnp.int32(0), inner=inner, first=first)
+        return self._obs(inner), PhysicsState(time=jnp.int32(0), inner=inner, first=first)
+
+    def _obs(self, packed) -> jax.Array:
+        return flatten_obs(self.task_state(PhysicsState(time=0, inner=packed)).obs)
 
     def _advance(self, inner, action):
         """``action_repeat`` task steps; rewards summed; a termination stops the repeat."""
@@ -130,15 +146,16 @@ class PhysicsEnv(environment.Environment):
     def step(self, key, state: PhysicsState, action, params=None):
         params = self._params if params is None else params
         action = jnp.asarray(action, jnp.float32).reshape(self.action_size)
-        inner, reward, terminated = self._advance(state.inner, action)
+        inner, reward, terminated = self._advance(self.task_state(state), action)
+        inner = self._pack(inner)
         time = state.time + 1
         truncated = (time >= params.max_steps_in_episode) & ~terminated
         done = terminated | truncated
-        final_obs = flatten_obs(inner.obs)
-        restart = state.first if self.reset_mode == "first" else self.task.reset(self._task_key(key))
+        final_obs = self._obs(inner)
+        restart = state.first if self.reset_mode == "first" else self._pack(self.task.reset(self._task_key(key)))
         # the task's State after a reset, field by field where the episode ended
         inner = jax.tree.map(lambda r, s: jnp.where(done, r, s).astype(jnp.result_type(s)), restart, inner)
-        obs = flatten_obs(inner.obs)
+        obs = self._obs(inner)
         new_state = PhysicsState(time=jnp.where(done, 0, time).astype(jnp.int32), inner=inner, first=state.first)
         info = {"final_observation": final_obs}
         return obs, new_state, reward, terminated, truncated, info
