@@ -3,13 +3,15 @@
     python -m benchmarks                 # quick mode: CPU, a few minutes
     python -m benchmarks --mode full     # full mode: for a GPU (seeds up to 4096)
     python -m benchmarks --algos ppo --seeds 1,64 --no-baselines
+    python -m benchmarks --algos ppo,sac --seeds 1 --total-timesteps 2048 --repeats 1   # a quick look
 
 For REINFORCE, PPO and SAC (settings in benchmarks/scaling.py) it measures env steps/s of
 whole training (compile excluded), compile seconds, final-return IQM and peak memory
 against the number of seeds in one program, and PPO against the number of environments
-per seed; then the classic single-process baselines (benchmarks/baselines.py: textbook
+per seed, all through ``runner.train``; then the classic single-process baselines (benchmarks/baselines.py: textbook
 REINFORCE on gymnasium CartPole with PyTorch, and with NumPy) in the same process, and
-reports our speed as a ratio to the PyTorch one. Writes
+reports our speed as a ratio to the PyTorch one measured in the same run (no ratio when torch
+is missing). Writes
 benchmarks/results/<device>-<date>.json (hardware, versions and the command recorded) and
 benchmarks/results/<device>-<date>.png (steps/s against seeds, log-log).
 """
@@ -22,12 +24,9 @@ import os
 import platform
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from purejaxpg.engine import compat
-
-compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+from benchmarks import RESULTS, git_commit, load, machine, setup
 
 MODES = {
     # seeds per algorithm, envs-per-seed values for PPO (1 seed), baseline env steps
@@ -80,34 +79,38 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default=None, help="override the mode's seed counts (all algorithms)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per row (median reported)")
     p.add_argument("--no-baselines", action="store_true")
-    p.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    p.add_argument("--total-timesteps", type=int, default=None,
+                   help="env steps per seed for every row instead of the settings' (a quick look)")
+    p.add_argument("--out-dir", default=RESULTS)
     p.add_argument("--host-devices", type=int, default=1,
-                   help="CPU only: split the host into this many XLA devices and shard each program's seeds "
-                        "over them (one SPMD program; uses more than one core)")
+                   help="CPU only: split the host into this many XLA devices; the runner shards each program's "
+                        "seeds over them (one SPMD program; uses more than one core)")
     args = p.parse_args(argv)
     if args.host_devices > 1:  # before JAX starts its backend
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.host_devices}").strip()
+    setup()
 
     import jax
 
-    from purejaxpg.engine.experiment import versions
+    from purejaxpg.engine.outputs import versions
 
     from benchmarks import baselines as bl
     from benchmarks.scaling import format_rows, measure
 
     mode = MODES[args.mode]
     algos = [a for a in args.algos.split(",") if a]
-    load_before = os.getloadavg()
+    load_before = load()
+    budget = {"total_timesteps": args.total_timesteps} if args.total_timesteps else {}
     rows = []
     for algo in algos:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else mode["seeds"][algo]
         for n in seeds:
-            rows.append({"kind": "seeds", **measure(algo, n, repeats=args.repeats)})
+            rows.append({"kind": "seeds", **measure(algo, n, budget, repeats=args.repeats)})
             print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
         if algo == "ppo":
             for e in mode["envs"]:
-                rows.append({"kind": "envs", **measure("ppo", 1, {"num_envs": e}, repeats=args.repeats)})
+                rows.append({"kind": "envs", **measure("ppo", 1, {"num_envs": e, **budget}, repeats=args.repeats)})
                 print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
 
     results = {}
@@ -125,15 +128,15 @@ def main(argv=None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     out = {"command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
            "mode": args.mode, "host_devices": args.host_devices, "date": date,
-           "device": str(jax.devices()[0]), "versions": versions(),
-           "load_average_before": load_before, "load_average_after": os.getloadavg(),
+           "device": str(jax.devices()[0]), "versions": versions(), "machine": machine(), "commit": git_commit(),
+           "load_average_before": load_before, "load_average_after": load(),
            "rows": rows, "baselines": results}
     with open(stem + ".json", "w") as f:
         json.dump(out, f, indent=2)
     plot(stem + ".png", rows, results)
 
     print(f"\n{out['versions']['device']} ({out['versions']['machine']}), mode {args.mode}, "
-          f"seeds sharded over {jax.device_count()} device(s) where they divide evenly")
+          f"seeds sharded over {jax.device_count()} device(s) by the runner")
     print(format_rows(rows, torch_sps))
     for b in results.values():
         if "env_steps_per_second" in b:

@@ -3,37 +3,27 @@
 1. Component costs: one update's rollout (128 steps x 4 envs, policy sampling and env step,
    values in one batched call after the scan) and its learning phase (GAE, 4 epochs x 4
    minibatches of Adam steps), each compiled alone for S seeds and timed over many calls.
-2. XLA CPU threading: the whole run with purejaxpg's default (``--xla_cpu_multi_thread_eigen=
-   false``) against XLA's default intra-op thread pool, in fresh subprocesses, back to back.
+2. XLA CPU threading: the whole run (``runner.train``, benchmarks/sides/ours.py) with
+   ``benchmarks.setup()``'s ``--xla_cpu_multi_thread_eigen=false`` against XLA's default
+   intra-op thread pool, in fresh subprocesses, alternating (``--repeats`` each, medians).
 
     python benchmarks/profile_ppo.py --seeds 8
+    python benchmarks/profile_ppo.py --seeds 2 --total-timesteps 20480 --repeats 1   # a quick look
 
-Prints a table and writes benchmarks/results/profile_ppo-<platform>.json.
+Prints a table and writes benchmarks/results/profile_ppo-<platform>-<date>.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-_CHILD = """
-import os, sys, json, time
-sys.path.insert(0, {root!r})
-from purejaxpg.engine import compat
-compat.configure()
-import jax
-from benchmarks.scaling import measure
-r = measure("ppo", {seeds}, repeats=2)
-print(json.dumps({{"xla_flags": os.environ.get("XLA_FLAGS", ""), "env_steps_per_second": r["env_steps_per_second"],
-                  "compile_seconds": r["compile_seconds"]}}))
-"""
+from benchmarks import RESULTS, alternate, git_commit, load, machine, median, ours_env, run_side, setup, write_json
+from benchmarks.scaling import SETTINGS
 
 
 def _timeit(fn, *args, n=50):
@@ -47,27 +37,19 @@ def _timeit(fn, *args, n=50):
     return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
-def components(seeds: int) -> dict:
+def components(seeds: int, total_timesteps: int) -> dict:
     import jax
 
-    from purejaxpg.algos import ppo
-    from purejaxpg.algos.common import (
-        Context,
-        TrainState,
-        build_networks,
-        make_optimizer,
-    )
+    from purejaxpg.algos import get_algo, ppo
     from purejaxpg.core import rollout
-    from purejaxpg.engine.experiment import build
+    from purejaxpg.engine.onpolicy import Context, TrainState, build_networks, make_optimizer
     from purejaxpg.envs import VecEnv
 
-    from benchmarks.scaling import SETTINGS
-
-    _, config, hp = build("ppo", SETTINGS["ppo"], preset="none")
+    config, hp = get_algo("ppo").resolve({**SETTINGS["ppo"], "total_timesteps": total_timesteps}, preset="none")
     hp = {k: jax.numpy.float32(v) for k, v in hp.items()}
     venv = VecEnv(config.env, config.num_envs)
     actor, critic = build_networks(config, venv)
-    tx = make_optimizer(hp, config.num_updates * ppo.grad_steps_per_update(config), config.anneal_lr)
+    tx = make_optimizer(hp, config.num_updates * config.update_epochs * config.num_minibatches, config.anneal_lr)
     ctx = Context(config, venv, actor, critic, tx)
 
     def policy_fn(params, obs, key):
@@ -102,42 +84,52 @@ def components(seeds: int) -> dict:
             "env_steps_per_second_implied": seeds * config.batch_size / total}
 
 
-def threading(seeds: int) -> list:
-    rows = []
-    for flags in ("", "--xla_cpu_multi_thread_eigen=true"):
-        env = {**os.environ, "XLA_FLAGS": flags}
-        out = subprocess.run([sys.executable, "-c", _CHILD.format(root=ROOT, seeds=seeds)], env=env,
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return rows
+def threading(seeds: int, total_timesteps: int, repeats: int) -> dict:
+    """Whole runs in fresh processes, alternating: setup()'s flag against XLA's default."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sides", "ours.py")
+    setting = json.dumps({**SETTINGS["ppo"], "total_timesteps": total_timesteps})
+    timeout = 3600
+
+    def side(flags):
+        return lambda: run_side([sys.executable, script, "ppo", str(seeds), setting],
+                                {**ours_env(), "XLA_FLAGS": flags}, timeout)
+
+    runs = alternate({"multi_thread_eigen=false (setup())": side("--xla_cpu_multi_thread_eigen=false"),
+                      "multi_thread_eigen=true (XLA's default)": side("--xla_cpu_multi_thread_eigen=true")}, repeats)
+    return {name: {"env_steps_per_second": median(r["env_steps_per_second"] for r in rs),
+                   "compile_seconds": median(r["compile_seconds"] for r in rs),
+                   "runs": [{k: r[k] for k in ("env_steps_per_second", "compile_seconds", "load_before")} for r in rs]}
+            for name, rs in runs.items()}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--total-timesteps", type=int, default=SETTINGS["ppo"]["total_timesteps"],
+                   help="env steps per seed of the whole runs (part 2)")
+    p.add_argument("--repeats", type=int, default=3, help="whole runs of each threading setting (part 2)")
+    p.add_argument("--out", default=None, help="default benchmarks/results/profile_ppo-<platform>-<date>.json")
     args = p.parse_args(argv)
-    from purejaxpg.engine import compat
-
-    compat.configure()
+    setup()
     import jax
 
-    from purejaxpg.engine.experiment import versions
+    from purejaxpg.engine.outputs import versions
 
-    load = os.getloadavg()
-    comp = components(args.seeds)
-    thr = threading(args.seeds)
-    res = {"components": comp, "threading": thr, "load_average_before": load, "load_average_after": os.getloadavg(),
+    before = load()
+    comp = components(args.seeds, args.total_timesteps)
+    thr = threading(args.seeds, args.total_timesteps, args.repeats)
+    res = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": git_commit(), "machine": machine(),
+           "components": comp, "threading": thr, "load_average_before": before, "load_average_after": load(),
            "versions": versions()}
-    path = os.path.join(HERE, "results", f"profile_ppo-{jax.devices()[0].platform}.json")
-    with open(path, "w") as f:
-        json.dump(res, f, indent=2)
+    path = args.out or os.path.join(RESULTS, f"profile_ppo-{jax.devices()[0].platform}-{res['date']}.json")
+    write_json(path, res)
     print(f"{args.seeds} seeds, one update: rollout {comp['collect_ms']:.2f} ms (cpu {comp['collect_cpu_ms']:.2f}), "
           f"learning {comp['learn_ms']:.2f} ms (cpu {comp['learn_cpu_ms']:.2f}); rollout share "
           f"{comp['collect_fraction']:.0%}; implied {comp['env_steps_per_second_implied']:,.0f} env steps/s")
-    for r in thr:
-        print(f"XLA_FLAGS={r['xla_flags'] or '(purejaxpg default: multi_thread_eigen=false)'}: "
-              f"{r['env_steps_per_second']:,.0f} env steps/s, compile {r['compile_seconds']:.1f} s")
-    print(f"load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; wrote {path}")
+    for name, r in thr.items():
+        print(f"{name}: {r['env_steps_per_second']:,.0f} env steps/s, compile {r['compile_seconds']:.1f} s "
+              f"(median of {len(r['runs'])})")
+    print(f"load average before {before[0]:.2f}, after {load()[0]:.2f}; wrote {path}")
     return 0
 
 

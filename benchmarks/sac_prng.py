@@ -8,13 +8,13 @@ from step 256), run with ``rng_impl`` = "philox4x32" (A, the default) and "three
     python benchmarks/sac_prng.py                 # A B A B A B, one fresh process each
     python benchmarks/sac_prng.py --pairs 4 --total-timesteps 2000   # shorter
 
-Each run is a fresh process running ``sac_throughput.py --repeats 1 --rng-impl X``: it
-compiles (timed alone, ``lower().compile()``) and runs the program once (timed, evaluation
-included, compile excluded). Fresh processes rather than one process with both programs:
+Each run is a fresh process running ``benchmarks/sides/ours.py`` at sac_throughput.py's
+purejaxpg settings with ``rng_impl X``: the runner compiles (timed alone) and runs the
+program once (timed, compile and evaluation excluded). Fresh processes rather than one process with both programs:
 every compile is then a cold compile (the figure a user sees), and neither program runs with
 the other's buffers and caches around; alternating A B A B spreads the shared machine's
-load changes over both. Prints medians of wall time, of the process's CPU time during the
-run (less sensitive than wall time to other jobs on a shared machine) and of compile time,
+load changes over both. Prints medians of the run's wall time, of the process's CPU time
+(less sensitive than wall time to other jobs on a shared machine) and of compile time,
 and B against A (medians, and each pair's ratio); writes benchmarks/results/sac_prng.json
 with the date, machine, load averages and git commit (``--summarize`` redoes the summary
 of such a file).
@@ -38,10 +38,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
+sys.path.insert(0, ROOT)
 IMPLS = {"A": "philox4x32", "B": "threefry2x32"}
 
 
@@ -66,19 +66,29 @@ def git_commit() -> str:
 
 
 def one_run(impl: str, total_timesteps: int, seeds: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "r.json")
-        cmd = [sys.executable, os.path.join(HERE, "sac_throughput.py"), "--repeats", "1", "--rng-impl", impl,
-               "--total-timesteps", str(total_timesteps), "--seeds", str(seeds), "--out", out]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-        with open(out) as f:
-            r = json.load(f)
-    return {"rng_impl": impl, "compile_seconds": r["compile_seconds"], "run_seconds": r["runs"][0]["run_seconds"],
-            "cpu_seconds": r["runs"][0]["cpu_seconds"], "final_return_mean": r["final_return"]["mean"],
-            "final_return_iqm": r["final_return"]["iqm"], "final_return_per_seed": r["final_return"]["per_seed"],
-            "load_average_before": r["load_average_before"], "load_average_after": r["load_average_after"],
+    """One SAC run at sac_throughput.py's purejaxpg settings (``OURS``) with ``rng_impl=impl``,
+    in a fresh process (benchmarks/sides/ours.py); its CPU seconds from the child's rusage."""
+    import resource
+
+    from benchmarks.sac_throughput import OURS
+
+    settings = {**OURS, "total_timesteps": total_timesteps, "rng_impl": impl}
+    cmd = [sys.executable, os.path.join(HERE, "sides", "ours.py"), "sac", str(seeds), json.dumps(settings)]
+    load_before, before = os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    final = r["final_return_per_seed"]
+    import numpy as np
+
+    from purejaxpg.analysis import stats
+
+    return {"rng_impl": impl, "compile_seconds": r["compile_seconds"], "run_seconds": r["run_seconds"],
+            "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+            "final_return_mean": float(np.mean(final)), "final_return_iqm": float(stats.iqm(final)),
+            "final_return_per_seed": final, "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "versions": r["versions"]}
 
 
@@ -108,7 +118,7 @@ def print_table(result: dict) -> None:
     s = result["summary"]["settings"]
     A, B = s["A"], s["B"]
     print(f"{'':<27} {'A philox4x32':>14} {'B threefry2x32':>15}")
-    for key, name in (("run_seconds", "run (s)"), ("cpu_seconds", "CPU during run (s)"),
+    for key, name in (("run_seconds", "run (s)"), ("cpu_seconds", "CPU, whole process (s)"),
                       ("compile_seconds", "compile (s)")):
         print(f"{name + ', median':<27} {A[key + '_median']:>14.2f} {B[key + '_median']:>15.2f}")
         print(f"{name + ', each':<27} {' '.join(f'{x:.1f}' for x in A[key]):>14} "
@@ -156,7 +166,7 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
     result = {"date": started.isoformat(timespec="seconds"), "machine": machine(), "commit": git_commit(),
               "setting": {"seeds": args.seeds, "env_steps_per_seed": args.total_timesteps,
-                          "script": "benchmarks/sac_throughput.py --repeats 1 --rng-impl X (fresh process each)"},
+                          "script": "benchmarks/sides/ours.py sac SEEDS OURS+rng_impl (fresh process each)"},
               "order": "".join(r["label"] for r in runs), "runs": runs, "summary": summarize(runs),
               "load_average_before": load_before, "load_average_after": load_after,
               "versions": runs[0]["versions"]}

@@ -1,165 +1,150 @@
-"""SAC throughput on Pendulum-v1: seeds x env steps per second in one compiled program.
+"""SAC on Pendulum-v1 at rejax's settings: purejaxpg against rejax 0.1.3, both measured in
+this run, alternating.
 
-The setting of issue 4: 8 seeds, 1 env, 1e4 env steps per seed, one gradient step per env
-step, minibatch 256, 64x64 MLPs for the actor and for each of the twin critics, a buffer of
-1e4 transitions, learning starting after 256 env steps. The reference is rejax on the same
-2-core CPU: about 115 s for the run (compile, about 19 s, excluded), about 690 env steps/s
-over all seeds, mean final return about -153.
+The setting is rejax's own (configs/gymnax/pendulum.yaml, sac section; ../shared/anchors/
+README.md): 8 seeds in one program, 1 env, 1e4 env steps per seed, one gradient step per env
+step on a minibatch of 256, a buffer of 1e4, learning after 256 steps, 64x64 swish networks
+(actor, twin critics), Adam lr 0.01 for actor, critics and temperature, gamma 0.99, Polyak
+0.98 (purejaxpg's tau 0.02), target entropy -|A|, initial temperature 1, observations
+normalised by running statistics, log-std bounded to [-10, 2]. ``OURS`` maps it onto
+purejaxpg's settings (preset none). Where the two still differ:
 
-    python benchmarks/sac_throughput.py                 # the issue's setting, 3 timed runs
-    python benchmarks/sac_throughput.py --repeats 1 --total-timesteps 2000   # a quick look
-    python benchmarks/sac_throughput.py --compare fuse_passes=false   # A/B, runs interleaved
+* warm-up: purejaxpg takes uniform random actions for the first 256 steps, rejax acts with
+  its (untrained) policy;
+* time limits: purejaxpg bootstraps truncated episodes from the final observation, rejax
+  (gymnax 0.0.9's ``done``) treats Pendulum's 200-step limit as a termination;
+* the log-std bound: a smooth tanh squash into [-10, 2] here, a clip in rejax;
+* one backward pass of the summed losses here, three optimiser updates (actor, critics,
+  temperature) there; the maths of each loss is the same (the actor and temperature see
+  the critics before this step's update in both);
+* evaluation: both sample 128 episodes of the final policy (``eval_greedy false``).
+  rejax's run time includes its evaluations (at step 0 and at the end); for purejaxpg the
+  table's run time is training plus the final evaluation (``run_seconds + eval_seconds``).
 
-``--compare FIELD=VALUE[,FIELD=VALUE]`` (repeatable) adds variants of the program; all are
-compiled first and their timed runs interleave (A B A B ...), so load changes hit them
-alike. Prints a table and writes benchmarks/results/sac_throughput.json. Compile time is measured
-separately (``lower().compile()``); each timed run executes the compiled program once,
-evaluation of the final policies (16 episodes per seed) included. Wall time on a shared
-machine varies with what else runs: the JSON records the load average before and after.
+Each side runs ``--repeats`` times in a fresh process, alternating (purejaxpg, rejax, ...);
+the table gives medians of run and compile seconds and each side's final-return mean and IQM
+across seeds. rejax runs in its own venv (rejax 0.1.3 pins gymnax 0.0.9), by default
+benchmarks/.venv-rejax, created on first use with ``pip install rejax==0.1.3 gymnax==0.0.9``
+and jax/jaxlib pinned to this venv's versions (the same compiler on both sides); ``--no-rejax``
+or a failed install measures purejaxpg alone and prints no ratio.
+
+    python benchmarks/sac_throughput.py                                  # 8 seeds x 1e4 steps, 3 runs each side
+    python benchmarks/sac_throughput.py --repeats 1 --total-timesteps 1000   # a quick look
+
+Prints a table and writes benchmarks/results/sac_throughput-<date>.json (or --out).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
-import time
+from importlib import metadata
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import jax
-import numpy as np
+from benchmarks import HERE, RESULTS, ROOT, alternate, iqm, load, median, ours_env, provenance, run_side, write_json
 
-from purejaxpg.engine import compat
-
-compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
-
-from purejaxpg.algos import sac
-from purejaxpg.algos.presets import resolve
-from purejaxpg.analysis import stats
-from purejaxpg.engine.experiment import versions
-
-REFERENCE = {"name": "rejax (same machine, issue 4)", "run_seconds": 115.0, "compile_seconds": 19.0,
-             "env_steps_per_second": 690.0, "final_return_mean": -153.0}
+REJAX = {"agent_kwargs": {"activation": "swish"}, "num_envs": 1, "buffer_size": 10_000, "fill_buffer": 256,
+         "batch_size": 256, "learning_rate": 0.01, "num_epochs": 1, "gamma": 0.99, "polyak": 0.98,
+         "target_entropy_ratio": None, "normalize_observations": True}
+OURS = {"env": "Pendulum-v1", "num_envs": 1, "num_steps": 1, "grad_steps": 1, "buffer_size": 10_000,
+        "learning_starts": 256, "minibatch_size": 256, "hidden": [64, 64], "activation": "silu",
+        "actor_lr": 0.01, "critic_lr": 0.01, "alpha_lr": 0.01, "gamma": 0.99, "tau": 0.02, "num_q": 2,
+        "learn_alpha": True, "init_alpha": 1.0, "target_entropy_scale": 1.0, "normalize_obs": True,
+        "log_std_min": -10.0, "log_std_max": 2.0, "adam_eps": 1e-8, "num_eval_episodes": 128, "eval_greedy": False}
+REJAX_PACKAGES = ["rejax==0.1.3", "gymnax==0.0.9"]
 
 
-def _parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if "," in text or text.isdigit():
-        return tuple(int(v) for v in text.split(","))
-    return text
+def rejax_python(venv: str, create: bool) -> str | None:
+    """The python of the rejax venv, created (with jax and jaxlib pinned to this venv's) when
+    missing; None (with a message) when it cannot be had."""
+    python = os.path.join(venv, "bin", "python")
+    if os.path.exists(python):
+        return python
+    if not create:
+        print(f"rejax venv {venv} does not exist", flush=True)
+        return None
+    pins = [f"{p}=={metadata.version(p)}" for p in ("jax", "jaxlib")]
+    print(f"creating {venv}: pip install {' '.join(REJAX_PACKAGES + pins)} (once)", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q"] + REJAX_PACKAGES + pins, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"could not create the rejax venv ({e}); measuring purejaxpg alone", flush=True)
+        return None
+    return python
 
 
-def _parse_variant(text: str) -> dict:
-    out = {}
-    for item in text.split(";"):
-        if "=" not in item:
-            raise SystemExit(f"--compare expects FIELD=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _parse_value(v.strip())
-    return out
+def summarize(runs: list, with_eval: bool) -> dict:
+    seconds = [r["run_seconds"] + (r["eval_seconds"] if with_eval else 0.0) for r in runs]
+    final = runs[-1]["final_return_per_seed"]
+    return {"runs": len(runs), "run_seconds": median(seconds), "run_seconds_all": seconds,
+            "compile_seconds": median(r["compile_seconds"] for r in runs),
+            "env_steps_per_second": median(r["env_steps_per_second"] for r in runs),
+            "final_return_mean": sum(final) / len(final), "final_return_iqm": iqm(final),
+            "final_return_per_seed_by_run": [r["final_return_per_seed"] for r in runs]}
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--total-timesteps", type=int, default=10_000, help="env steps per seed")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of the compiled program")
-    p.add_argument("--rng-impl", default=None, help=f"one of {', '.join(sac.RNG_IMPLS)} (default: Config's)")
-    p.add_argument("--compare", action="append", default=[],
-                   help="a variant as FIELD=VALUE[;FIELD=VALUE] (config field or hyperparameter); repeatable")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                 "sac_throughput.json"))
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side (alternating)")
+    p.add_argument("--rejax-venv", default=os.path.join(HERE, ".venv-rejax"))
+    p.add_argument("--no-rejax", action="store_true", help="measure purejaxpg alone")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds one run may take before it counts as hung")
+    p.add_argument("--out", default=None, help="default benchmarks/results/sac_throughput-<date>.json")
     args = p.parse_args(argv)
 
-    overrides = {**resolve("sac", "Pendulum-v1"), "env": "Pendulum-v1", "num_envs": 1, "num_steps": 1,
-                 "grad_steps": 1, "total_timesteps": args.total_timesteps, "minibatch_size": 256,
-                 "hidden": (64, 64), "buffer_size": 10_000, "learning_starts": 256}
-    if args.rng_impl:
-        overrides["rng_impl"] = args.rng_impl
-    fields = set(sac.Config.__dataclass_fields__)
+    python = None if args.no_rejax else rejax_python(args.rejax_venv, create=True)
+    if python is None:
+        print("rejax not measured: no ratio.", flush=True)
+    ours = {**OURS, "total_timesteps": args.total_timesteps}
+    info = provenance(argv)
+    info["load_average_before"] = load()
+    rejax_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its venv, nothing of this checkout
+    sides = {"purejaxpg": lambda: run_side([sys.executable, os.path.join(HERE, "sides", "ours.py"), "sac",
+                                            str(args.seeds), json.dumps(ours)], ours_env(), args.timeout)}
+    if python:
+        sides["rejax"] = lambda: run_side([python, os.path.join(HERE, "sides", "rejax_sac.py"), "Pendulum-v1",
+                                           str(args.seeds), str(args.total_timesteps), json.dumps(REJAX)],
+                                          rejax_env, args.timeout)
+    runs = alternate(sides, args.repeats)
+    info["load_average_after"] = load()
+    table = {"purejaxpg": summarize(runs["purejaxpg"], with_eval=True)}
+    if python:
+        table["rejax"] = summarize(runs["rejax"], with_eval=False)
+        table["speedup_run_seconds"] = table["rejax"]["run_seconds"] / table["purejaxpg"]["run_seconds"]
+        table["ratio_compile_seconds"] = table["purejaxpg"]["compile_seconds"] / table["rejax"]["compile_seconds"]
+    result = {**info, "seeds": args.seeds, "env_steps_per_seed": args.total_timesteps, "repeats": args.repeats,
+              "settings": {"purejaxpg": ours, "rejax": REJAX if python else None},
+              "versions": {name: rs[0]["versions"] for name, rs in runs.items()},
+              "xla_flags": {name: rs[0]["xla_flags"] for name, rs in runs.items()},
+              "summary": table, "runs": runs}
+    out = args.out or os.path.join(RESULTS, f"sac_throughput-{info['date']}.json")
+    write_json(out, result)
 
-    def setup(over):
-        config = sac.Config(**{k: v for k, v in over.items() if k in fields})
-        hparams = {**sac.default_hparams(config), **{k: v for k, v in over.items() if k not in fields}}
-        sac.validate_hparams(hparams)
-        return config, hparams
-
-    config, hparams = setup(overrides)
-    load_before = os.getloadavg()
-    keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
-    programs = []  # (name, config, hparams, compiled, compile seconds, runs)
-    for name, extra in [("main", {})] + [(v, _parse_variant(v)) for v in args.compare]:
-        cfg, hp = setup({**overrides, **extra})
-        t0 = time.perf_counter()
-        compiled = jax.jit(jax.vmap(sac.make_train(cfg, num_seeds=args.seeds), in_axes=(0, None))).lower(
-            keys, hp).compile()
-        programs.append((name, cfg, hp, compiled, time.perf_counter() - t0, []))
-    outs = {}
-    for _ in range(max(1, args.repeats)):
-        for name, cfg, hp, compiled, _, runs in programs:
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            outs[name] = jax.block_until_ready(compiled(keys, hp))
-            runs.append({"run_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
-    compile_s, runs, out = programs[0][4], programs[0][5], outs["main"]
-    final = np.asarray(out["eval_returns"]).mean(-1)  # [seeds]; identical across repeats
-    env_steps = args.seeds * config.num_updates * config.batch_size
-    best = min(r["run_seconds"] for r in runs)
-    median = float(np.median([r["run_seconds"] for r in runs]))
-    result = {
-        "setting": {"env": config.env, "seeds": args.seeds, "env_steps_per_seed": config.num_updates * config.batch_size,
-                    "num_envs": config.num_envs, "grad_steps_per_env_step": config.replay_ratio,
-                    "minibatch_size": config.minibatch_size, "hidden": list(config.hidden),
-                    "buffer_size": config.buffer_size, "learning_starts": config.learning_starts,
-                    "rng_impl": config.rng_impl, "fuse_passes": config.fuse_passes, "hparams": hparams},
-        "compile_seconds": compile_s,
-        "runs": runs,
-        "run_seconds_best": best,
-        "run_seconds_median": median,
-        "env_steps_per_second_best": env_steps / best,
-        "final_return": {"mean": float(final.mean()), "iqm": float(stats.iqm(final)),
-                         "per_seed": [float(x) for x in final]},
-        "reference": REFERENCE,
-        "speedup_vs_reference": REFERENCE["run_seconds"] / median,
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "versions": versions(),
-    }
-    variants = []
-    for name, cfg, hp, _, c_s, v_runs in programs[1:]:
-        v_final = np.asarray(outs[name]["eval_returns"]).mean(-1)
-        v_median = float(np.median([r["run_seconds"] for r in v_runs]))
-        variants.append({"variant": name, "compile_seconds": c_s, "runs": v_runs, "run_seconds_median": v_median,
-                         "main_over_variant": median / v_median,
-                         "final_return": {"mean": float(v_final.mean()), "iqm": float(stats.iqm(v_final))}})
-    if variants:
-        result["variants"] = variants
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-
-    rows = [("", "purejaxpg", REFERENCE["name"]),
-            ("run time (s), median", f"{median:.1f}", f"{REFERENCE['run_seconds']:.0f}"),
-            ("run time (s), best", f"{best:.1f}", ""),
-            ("compile (s)", f"{compile_s:.1f}", f"{REFERENCE['compile_seconds']:.0f}"),
-            ("env steps/s, all seeds", f"{env_steps / median:.0f}", f"{REFERENCE['env_steps_per_second']:.0f}"),
-            ("final return, mean", f"{final.mean():.1f}", f"{REFERENCE['final_return_mean']:.0f}"),
-            ("final return, IQM", f"{stats.iqm(final):.1f}", ""),
-            ("speed-up (median)", f"{REFERENCE['run_seconds'] / median:.2f}x", "1x")]
-    for v in variants:
-        rows.append((f"variant {v['variant']}: run (s), median", f"{v['run_seconds_median']:.1f}",
-                     f"return {v['final_return']['mean']:.1f}"))
+    print(f"\nSAC Pendulum-v1, {args.seeds} seeds x {args.total_timesteps:,} env steps, 1 gradient step per env step; "
+          f"medians of {args.repeats} alternating runs per side")
+    names = list(table)[:2] if python else ["purejaxpg"]
+    rows = [("", *names),
+            ("run time (s), median", *(f"{table[n]['run_seconds']:.1f}" for n in names)),
+            ("compile (s), median", *(f"{table[n]['compile_seconds']:.1f}" for n in names)),
+            ("env steps/s, all seeds", *(f"{table[n]['env_steps_per_second']:,.0f}" for n in names)),
+            ("final return, mean", *(f"{table[n]['final_return_mean']:.1f}" for n in names)),
+            ("final return, IQM", *(f"{table[n]['final_return_iqm']:.1f}" for n in names))]
     w = max(len(r[0]) for r in rows)
     for r in rows:
-        print(f"{r[0]:<{w}}  {r[1]:>12}  {r[2]:>12}")
-    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; wrote {args.out}")
+        print(f"{r[0]:<{w}}  " + "  ".join(f"{c:>12}" for c in r[1:]))
+    if python:
+        print(f"purejaxpg is {table['speedup_run_seconds']:.2f}x faster than rejax (median run time; purejaxpg's "
+              f"includes its final evaluation, rejax's its two)")
+    print(f"{info['machine']['cpu']}, {info['machine']['logical_cpus']} cpus; load average "
+          f"{info['load_average_before'][0]:.2f} before, {info['load_average_after'][0]:.2f} after; commit "
+          f"{info['commit']}; wrote {os.path.relpath(out, ROOT)}")
     return 0
 
 

@@ -1,10 +1,10 @@
 """Throughput of whole training runs against the number of seeds in one program, and
 against the number of environments per seed.
 
-Every row compiles ``jit(vmap(train))`` for its seed count once (compile seconds), runs it
-``repeats`` times and reports env steps/s over all seeds (compile excluded), the final-return
-IQM across seeds (so that speed never hides broken learning), peak host memory (max RSS of
-the process so far) and, where the device reports it, peak device memory.
+Every row trains through ``runner.train`` (``repeats`` times, medians) and reports its
+compile seconds, env steps/s over all seeds (compile and final evaluation excluded), the
+final-return IQM across seeds (so that speed never hides broken learning), peak host memory
+(max RSS of the process so far) and, where the device reports it, peak device memory.
 
 The settings are fixed so that figures compare across machines:
 
@@ -17,7 +17,6 @@ The settings are fixed so that figures compare across machines:
 from __future__ import annotations
 
 import resource
-import time
 
 import numpy as np
 
@@ -42,39 +41,28 @@ def _peak_device_bytes():
 
 
 def measure(algo_name: str, num_seeds: int, overrides: dict | None = None, repeats: int = 1) -> dict:
-    """One row: compile and run ``algo_name`` with ``SETTINGS[algo_name]`` (+ overrides) for
-    ``num_seeds`` seeds in one program."""
+    """One row: ``algo_name`` with ``SETTINGS[algo_name]`` (+ overrides, preset none) for
+    ``num_seeds`` seeds in one program, through ``runner.train`` (``repeats`` times; each
+    call compiles afresh). The runner shards the seeds over every device (padding the batch
+    to a multiple of them); env steps/s count the real runs only."""
     import jax
 
     from purejaxpg.analysis import stats
-    from purejaxpg.engine.experiment import build
+    from purejaxpg.engine import runner
 
     setting = {**SETTINGS[algo_name], **(overrides or {})}
-    algo, config, hparams = build(algo_name, setting, preset="none")
-    kwargs = {"num_seeds": num_seeds} if algo_name == "sac" else {}
-    train = algo.make_train(config, **kwargs)
-    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    devices = jax.device_count()
-    if devices > 1 and num_seeds % devices == 0:  # one SPMD program, seeds split over devices
-        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("seeds",))
-        keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
-    else:
-        devices = 1
-    t0 = time.perf_counter()
-    compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, hparams).compile()
-    compile_s = time.perf_counter() - t0
-    times = []
+    compiles, times, rates = [], [], []
     for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(keys, hparams))
-        times.append(time.perf_counter() - t0)
-    final = np.asarray(out["eval_returns"]).mean(-1)
-    steps = num_seeds * config.num_updates * config.batch_size
-    run_s = float(np.median(times))
+        g = runner.train(algo_name, setting, num_seeds=num_seeds, quiet=True, preset="none").groups[0]
+        compiles.append(g.timings["compile_seconds"])
+        times.append(g.timings["run_seconds"])
+        rates.append(g.env_steps_per_second)
+    final = g.final[0]
+    config = g.group.config
     return {"algo": algo_name, "env": config.env, "seeds": int(num_seeds), "num_envs": config.num_envs,
-            "devices": devices,
-            "env_steps_per_seed": config.num_updates * config.batch_size, "compile_seconds": compile_s,
-            "run_seconds": times, "env_steps_per_second": steps / run_s,
+            "devices": jax.device_count(), "env_steps_per_seed": config.num_updates * config.batch_size,
+            "compile_seconds": float(np.median(compiles)), "run_seconds": times,
+            "env_steps_per_second": float(np.median(rates)),
             "final_return_iqm": float(stats.iqm(final)), "final_return_mean": float(final.mean()),
             "peak_host_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_device_bytes": _peak_device_bytes()}

@@ -143,22 +143,24 @@ def _runs(result, algo: str) -> dict:
 
 
 def train(algo: str, env=None, num_seeds: int = 8, out: Optional[str] = None, quiet: bool = False,
-          **settings) -> Run:
+          overwrite: bool = False, **settings) -> Run:
     """Train ``algo`` for ``num_seeds`` seeds in one compiled program and return the ``Run``.
 
     ``env``: a name (``purejaxpg list``), ``module:attribute``, or a gymnax ``Environment``
     instance. ``settings``: the algorithm's settings (``purejaxpg list ALGO``) and the run's
-    options (seed, chunks, block, preset, memory_limit_mb, progress_every). ``out``: where
-    to write the run's files and checkpoints (nothing is written without it)."""
+    options (seed, chunks, checkpoint_every, block, preset, memory_limit_mb, progress_every,
+    log). ``out``: where to write the run's files and checkpoints (nothing is written
+    without it); a directory holding another run is refused unless ``overwrite``."""
     from purejaxpg.engine import runner
 
     settings, options = _split(algo, env, dict(settings))
-    result = runner.train(algo, settings, num_seeds, out_dir=out, quiet=quiet, **options)
+    result = runner.train(algo, settings, num_seeds, out_dir=out, quiet=quiet, overwrite=overwrite, **options)
     return next(iter(_runs(result, algo).values()))
 
 
 def sweep(algo: str, env=None, grid: Optional[dict] = None, ranges: Optional[dict] = None, samples: int = 0,
-          num_seeds: int = 8, out: Optional[str] = None, quiet: bool = False, **settings) -> Sweep:
+          num_seeds: int = 8, out: Optional[str] = None, quiet: bool = False, overwrite: bool = False,
+          **settings) -> Sweep:
     """Every configuration of ``grid`` ({name: [values]}) and ``samples`` draws of ``ranges``
     ({name: (low, high, "log" | "lin")}) x ``num_seeds`` seeds, one program per static config.
 
@@ -171,7 +173,8 @@ def sweep(algo: str, env=None, grid: Optional[dict] = None, ranges: Optional[dic
     from purejaxpg.engine import runner
 
     settings, options = _split(algo, env, dict(settings))
-    result = runner.sweep(algo, out, settings, grid, ranges, samples, num_seeds, quiet=quiet, **options)
+    result = runner.sweep(algo, out, settings, grid, ranges, samples, num_seeds, quiet=quiet, overwrite=overwrite,
+                          **options)
     return Sweep(result.table, _runs(result, algo), out)
 
 

@@ -1,6 +1,6 @@
 """The ``purejaxpg`` command.
 
-    purejaxpg train ALGO [--SETTING VALUE ...] [--num-seeds N] [--out DIR] [--chunks K] [...]
+    purejaxpg train ALGO [--SETTING VALUE ...] [--num-seeds N] [--out DIR] [--overwrite] [--chunks K] [...]
     purejaxpg train --resume DIR
     purejaxpg sweep ALGO [--grid NAME=V1,V2,...]... [--range NAME=LO:HI[:log] ... --samples K] [...]
     purejaxpg sweep --resume DIR
@@ -13,12 +13,18 @@ Every setting of an algorithm is a flag (``purejaxpg list ALGO`` lists them with
 kind, range and default; ``purejaxpg train ALGO --help`` too). ``train`` and ``sweep`` go
 through the one runner (purejaxpg.engine.runner): seeds x configurations in one program per
 static config, sharded over devices, in checkpointed chunks, with a progress bar. Bad input
-is one line on stderr and exit code 2, before anything compiles.
+is one line on stderr and exit code 2, before anything compiles; so is an --out that holds
+another run (--resume continues it, --overwrite replaces it).
+
+Exit codes: 0 done; 1 a run stopped by --stop-on-nan, or a file that could not be written;
+2 bad input; 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint (a second
+signal ends the process at once).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from purejaxpg.engine.spec import convert
@@ -63,8 +69,18 @@ def _run_parser(command: str, algo):
     run.add_argument("--json", action="store_true", help="end with one JSON line (for scripts) instead of a summary")
     run.add_argument("--preset", default="auto", help="tuned settings: auto (the env's preset, if any), none, or "
                      "ALGO/ENV (default auto)")
-    run.add_argument("--chunks", type=_typed(int, "chunks"), default=1,
-                     help="split the training scan into this many checkpointed chunks (default 1)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="--out holds another run: remove its files first (default: refuse)")
+    run.add_argument("--chunks", type=_typed(int, "chunks"), default=None, metavar="K",
+                     help="K equal chunks with a checkpoint after each (default: chunks of about a minute, sized "
+                          "from the measured time, and a checkpoint every --checkpoint-every minutes)")
+    run.add_argument("--checkpoint-every", type=_typed(float, "checkpoint_every"), default=None, metavar="MINUTES",
+                     help="minutes of run time between checkpoints, and one at the end (default 10)")
+    run.add_argument("--no-checkpoint", action="store_true",
+                     help="keep no checkpoint: the run cannot be resumed or evaluated by `purejaxpg eval`")
+    run.add_argument("--stop-on-nan", action="store_true",
+                     help="stop at the next chunk boundary once a run's loss, parameters or optimiser state are "
+                          "non-finite (it is reported either way)")
     run.add_argument("--block", type=_typed(int, "block"), default=0, metavar="K",
                      help="vmap K runs at a time on each device: results then do not depend on the device count, "
                           "bit for bit (default 0: all of a device's runs at once)")
@@ -72,6 +88,9 @@ def _run_parser(command: str, algo):
                      help="refuse programs estimated above this per device (default: half the free memory)")
     run.add_argument("--progress-every", type=_typed(int, "progress_every"), default=0,
                      help="updates between progress reports (default: about 20 per run)")
+    run.add_argument("--host-devices", type=_typed(int, "host_devices"), default=None, metavar="N",
+                     help="on a CPU, split it into N XLA devices and shard the runs over them (default: one per "
+                          "core; 1: one device)")
     run.add_argument("--log", action="append", default=[], metavar="BACKEND",
                      help="stream metrics to tensorboard, wandb, mlflow or csv (repeatable; optional extra: "
                           "pip install -e '.[track]')")
@@ -91,10 +110,12 @@ def _run_parser(command: str, algo):
 
 
 def _resume_parser(command: str):
-    p = _Parser(prog=f"purejaxpg {command}", description="Continue a run from its last checkpoint.")
+    p = _Parser(prog=f"purejaxpg {command}", description="Continue a run from its newest readable checkpoint.")
     p.add_argument("--resume", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--stop-on-nan", action="store_true",
+                   help="stop at the next chunk boundary once a run has diverged")
     _distributed().add_arguments(p)
     return p
 
@@ -112,7 +133,8 @@ def cmd_run(command: str, argv) -> int:
         _maybe_initialize(args)
         from purejaxpg.engine import runner
 
-        return _report(runner.resume(args.resume, quiet=args.quiet), args.resume, args.json)
+        return _report(runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan), args.resume,
+                       args.json)
     algo = _algo(argv)
     args = _run_parser(command, algo).parse_args(argv)
     _maybe_initialize(args)
@@ -121,18 +143,32 @@ def cmd_run(command: str, argv) -> int:
 
     overrides = {s.name: getattr(args, s.name) for s in algo.spec.settings if getattr(args, s.name) is not None}
     env = algo.resolve(overrides, args.preset)[0].env  # bad values fail here, before anything is built
-    options = dict(seed=args.seed, chunks=args.chunks, block=args.block, preset=args.preset,
-                   memory_limit_mb=args.memory_limit_mb, progress_every=args.progress_every, log=tuple(args.log))
+    options = dict(seed=args.seed, chunks=args.chunks, checkpoint_every=_checkpoint_every(args), block=args.block,
+                   preset=args.preset, memory_limit_mb=args.memory_limit_mb, progress_every=args.progress_every,
+                   log=tuple(args.log))
+    run = dict(quiet=args.quiet, overwrite=args.overwrite, stop_on_nan=args.stop_on_nan)
     if command == "train":
         out = args.out or f"runs/{algo.name}-{env}"
-        result = runner.train(algo.name, overrides, args.num_seeds, out, quiet=args.quiet, **options)
+        result = runner.train(algo.name, overrides, args.num_seeds, out, **run, **options)
     else:
         out = args.out or f"runs/sweep-{algo.name}-{env}"
         grid = plans.parse_grid(args.grid, algo.name)
         ranges = plans.parse_ranges(args.ranges, algo.name)
-        result = runner.sweep(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds,
-                              quiet=args.quiet, **options)
+        result = runner.sweep(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, **run, **options)
     return _report(result, out, args.json)
+
+
+def _checkpoint_every(args) -> float:
+    """--checkpoint-every / --no-checkpoint as the plan's minutes (0: none)."""
+    if args.no_checkpoint and args.checkpoint_every is not None:
+        raise ValueError("--checkpoint-every and --no-checkpoint contradict each other; give one")
+    if args.checkpoint_every is not None and args.chunks is not None:
+        raise ValueError("--checkpoint-every applies without --chunks (--chunks K saves after each of K chunks); "
+                         "give one")
+    if args.checkpoint_every is not None and not args.checkpoint_every > 0:
+        raise ValueError(f"--checkpoint-every must be a positive number of minutes (--no-checkpoint for none), "
+                         f"got {args.checkpoint_every}")
+    return 0.0 if args.no_checkpoint else 10.0 if args.checkpoint_every is None else args.checkpoint_every
 
 
 def _maybe_initialize(args) -> None:
@@ -147,10 +183,10 @@ def _report(result, out, as_json: bool = False) -> int:
     import jax
 
     if jax.process_index() != 0:  # a multi-process run: process 0 reports
-        return 0
+        return 128 + result.signum if result.stop == "signal" else 1 if result.stop == "nonfinite" else 0
     if result.stopped:
-        print(f"stopped; continue with: purejaxpg {'train' if result.plan.single else 'sweep'} --resume {out}")
-        return 0
+        return _report_stop(result)
+    _warn_diverged(result)
     from purejaxpg.engine.outputs import format_table
 
     best, g = result.table[0], result.groups
@@ -178,6 +214,45 @@ def _report(result, out, as_json: bool = False) -> int:
     print(f"compile {compile_s:.1f} s, run {run_s:.1f} s" + (f", {sps:,.0f} env steps/s over all runs" if sps else ""))
     print(f"wrote {out}/ (summary.json, metrics.npz, learning curves, checkpoints)")
     print(f"next: purejaxpg eval {out} --gif {out}/episode.gif    purejaxpg compare {out} OTHER_RUN")
+    return 0
+
+
+def _where(result) -> str:
+    """Where a stopped run is: updates done (of which program) and its checkpoint."""
+    r = result.groups[-1]
+    of = f" of program {len(result.groups)} of {result.num_programs}" if result.num_programs > 1 else ""
+    done = f"after {r.updates_done} of {r.batch.program.num_updates} updates{of}"
+    if r.checkpoint is None or (r.updates_done == 0 and len(result.groups) == 1):
+        return f"{done}, before any checkpoint; start it again with: {result.resume_command()}"
+    return f"{done}; checkpoint in {r.checkpoint}; continue with: {result.resume_command()}"
+
+
+def _diverged_text(result, limit: int = 3) -> str:
+    runs = result.diverged
+    shown = ", ".join(f"{name} seed {s} at update {u}" for name, s, u in runs[:limit])
+    return shown + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
+
+
+def _warn_diverged(result) -> None:
+    runs = result.diverged
+    if runs:
+        print(f"purejaxpg: warning: {len(runs)} of {result.num_runs} runs diverged (a loss, parameter or optimiser "
+              f"state non-finite from that update on): {_diverged_text(result)}; listed in summary.json",
+              file=sys.stderr)
+
+
+def _report_stop(result) -> int:
+    """The one line of a run that stopped early; its exit code."""
+    from purejaxpg.engine.runner import SIGNAL_NAMES
+
+    if result.stop == "signal":
+        print(f"purejaxpg: stopped by {SIGNAL_NAMES[result.signum]} {_where(result)}", file=sys.stderr)
+        return 128 + result.signum
+    if result.stop == "nonfinite":
+        print(f"purejaxpg: stopped (--stop-on-nan) {_where(result)}; diverged: {_diverged_text(result)}",
+              file=sys.stderr)
+        return 1
+    print(f"stopped; continue with --resume {result.out_dir}")
     return 0
 
 
@@ -283,16 +358,33 @@ def cmd_eval(argv) -> int:
     return 0
 
 
+def _host_devices(argv):
+    """The value of ``--host-devices`` in ``argv`` (read before argparse: it must act before
+    JAX's backend starts), or None."""
+    for i, a in enumerate(argv):
+        if a.split("=")[0] == "--host-devices":
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            n = convert("host_devices", int, value)
+            if n < 1:
+                raise ValueError(f"--host-devices must be at least 1, got {value!r}")
+            return n
+    return None
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = f"usage: purejaxpg {{{','.join(COMMANDS)}}} ...  (purejaxpg COMMAND --help)"
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip() if argv else usage)
         return 0 if argv else 2
-    from purejaxpg.engine import compat
-
-    compat.configure()  # the jaxlib 0.10 CPU settings, before anything starts JAX's backend
     cmd, rest = argv[0], argv[1:]
+    from purejaxpg.engine import host
+
+    try:  # before anything starts JAX's backend: the jaxlib 0.10 CPU settings, one device per core
+        host.configure(_host_devices(rest))
+    except ValueError as e:
+        print(f"purejaxpg: error: {e}", file=sys.stderr)
+        return 2
     if cmd not in COMMANDS:
         print(f"purejaxpg: error: unknown command {cmd!r}; {usage}", file=sys.stderr)
         return 2
@@ -305,6 +397,21 @@ def main(argv=None) -> int:
         return 2
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
+    except KeyboardInterrupt as e:  # a signal in a run without checkpoints, or outside a run
+        from purejaxpg.engine.runner import SIGNAL_NAMES, worker_busy
+
+        signum = getattr(e, "signum", 2)
+        print(f"purejaxpg: stopped by {SIGNAL_NAMES.get(signum, 'SIGINT')}; nothing was saved", file=sys.stderr)
+        if worker_busy():
+            # XLA is still running the interrupted chunk in the runner's worker thread: the
+            # interpreter cannot shut down around it, so the process ends here
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        return 128 + signum
+    except OSError as e:  # a full disk, a read-only directory, ...: the checkpoint before is intact
+        print(f"purejaxpg: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

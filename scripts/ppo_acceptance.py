@@ -10,6 +10,7 @@ A seed's final return is the mean over 16 evaluation episodes of its final polic
 
     python scripts/ppo_acceptance.py                          # all runs
     python scripts/ppo_acceptance.py --only cartpole,acrobot  # a subset
+    python scripts/ppo_acceptance.py --only cartpole --seeds 2 --total-timesteps 8192 --json /tmp/pa.json  # smoke
 
 Prints one line per run and a verdict; writes benchmarks/results/ppo_acceptance-<device>.json
 and the usual run directories (config, metrics, summary, learning curve) under --out.
@@ -24,11 +25,12 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from purejaxpg.engine import compat
+from benchmarks import git_commit, setup
 
-compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+setup()  # before JAX's backend starts
 
-from purejaxpg.engine.experiment import build, run
+from purejaxpg.algos import get_algo
+from purejaxpg.engine import runner
 
 RUNS = {
     "cartpole": ("ppo", "CartPole-v1", 500_000, 475.0),
@@ -47,6 +49,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}")
     p.add_argument("--seeds", type=int, default=16)
+    p.add_argument("--total-timesteps", type=int, default=None, help="instead of the presets' (a smoke test)")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "ppo-acceptance"))
     p.add_argument("--json", default=None, help="default benchmarks/results/ppo_acceptance-<platform>.json")
     args = p.parse_args(argv)
@@ -63,11 +66,12 @@ def main(argv=None) -> int:
     ok = True
     for name in names:
         algo, env, budget, threshold = RUNS[name]
-        _, config, _ = build(algo, {"env": env})
+        overrides = {"env": env, **({"total_timesteps": args.total_timesteps} if args.total_timesteps else {})}
+        config, _ = get_algo(algo).resolve(overrides)
         if config.num_updates * config.batch_size > budget:
             raise SystemExit(f"{name}: the preset uses {config.total_timesteps} env steps, over the budget {budget}")
-        out = run(algo, {"env": env}, num_seeds=args.seeds, out_dir=os.path.join(args.out, name), quiet=True)
-        s = out["summary"]
+        out = runner.train(algo, overrides, num_seeds=args.seeds, out_dir=os.path.join(args.out, name), quiet=True)
+        s = out.summaries["run"]
         fr = s["final_return"]
         passed = fr["iqm"] is not None and fr["iqm"] >= threshold
         ok &= passed
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
                          "threshold_iqm": threshold, "passed": passed, "final_return": fr,
                          "compile_seconds": s["compile_seconds"], "run_seconds": s["run_seconds"],
                          "env_steps_per_second": s["env_steps_per_second"], "device": s["versions"]["device"],
-                         "load_average_after": os.getloadavg()}
+                         "load_average_after": os.getloadavg(), "commit": git_commit()}
         print(f"{algo:7s} {env:17s} {args.seeds} seeds x {s['total_timesteps']:.1e} steps: IQM {_f(fr['iqm'])} "
               f"(mean {_f(fr['mean'])}, 95% CI {_f(fr['ci95'][0])}..{_f(fr['ci95'][1])}) "
               f"{'>=' if passed else '<'} {threshold:.0f} {'PASS' if passed else 'FAIL'} | compile "

@@ -10,6 +10,9 @@ over 16 evaluation episodes of its final policy (deterministic: tanh(mean) / arg
 
     python scripts/sac_acceptance.py                  # both; about 15-30 min on 2 CPU cores
     python scripts/sac_acceptance.py --only pendulum
+    python scripts/sac_acceptance.py --only pendulum --seeds 2 --total-timesteps 2000 --json /tmp/sa.json  # smoke
+
+The runner checks the memory of the replay buffers before compiling (engine.memory).
 
 Prints one line per run and a verdict; writes benchmarks/results/sac_acceptance.json and the
 usual run directories (config, metrics, summary, learning curve) under --out.
@@ -24,12 +27,12 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from purejaxpg.engine import compat
+from benchmarks import git_commit, setup
 
-compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
+setup()  # before JAX's backend starts
 
-from purejaxpg.algos import sac
-from purejaxpg.engine.experiment import build, run
+from purejaxpg.algos import get_algo
+from purejaxpg.engine import runner
 
 RUNS = {
     "pendulum": {"env": "Pendulum-v1", "budget": 20_000, "threshold": -200.0},
@@ -41,6 +44,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=sorted(RUNS), default=None)
     p.add_argument("--seeds", type=int, default=16)
+    p.add_argument("--total-timesteps", type=int, default=None, help="instead of the presets' (a smoke test)")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "sac-acceptance"))
     p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "sac_acceptance.json"))
     args = p.parse_args(argv)
@@ -49,13 +53,12 @@ def main(argv=None) -> int:
     for name, spec in RUNS.items():
         if args.only and name != args.only:
             continue
-        _, config, _ = build("sac", {"env": spec["env"]})
+        overrides = {"env": spec["env"], **({"total_timesteps": args.total_timesteps} if args.total_timesteps else {})}
+        config, _ = get_algo("sac").resolve(overrides)
         if config.num_updates * config.batch_size > spec["budget"]:
             raise SystemExit(f"{name}: preset uses {config.total_timesteps} env steps, over the budget {spec['budget']}")
-        sac.check_resources(config, args.seeds)  # refuse before compiling if the buffers cannot fit
-        out = run("sac", {"env": spec["env"]}, num_seeds=args.seeds, out_dir=os.path.join(args.out, name),
-                  quiet=True)
-        s = out["summary"]
+        out = runner.train("sac", overrides, num_seeds=args.seeds, out_dir=os.path.join(args.out, name), quiet=True)
+        s = out.summaries["run"]
         fr = s["final_return"]
         passed = fr["iqm"] is not None and fr["iqm"] >= spec["threshold"]
         ok &= passed
@@ -63,7 +66,7 @@ def main(argv=None) -> int:
                          "threshold_iqm": spec["threshold"], "passed": passed, "final_return": fr,
                          "compile_seconds": s["compile_seconds"], "run_seconds": s["run_seconds"],
                          "env_steps_per_second": s["env_steps_per_second"],
-                         "load_average_after": os.getloadavg()}
+                         "load_average_after": os.getloadavg(), "commit": git_commit()}
         print(f"{spec['env']:14s} {args.seeds} seeds x {s['total_timesteps']} steps: final-return IQM "
               f"{fr['iqm']} (mean {fr['mean']}, 95% CI {fr['ci95'][0]}..{fr['ci95'][1]}) "
               f"{'>=' if passed else '<'} {spec['threshold']:.0f}  {'PASS' if passed else 'FAIL'} | compile "

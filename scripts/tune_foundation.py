@@ -1,47 +1,35 @@
-"""The small sweeps behind REINFORCE's and A2C's CartPole defaults (see their ``Config`` /
-``default_hparams`` and ``purejaxpg.algos.presets``).
+"""The small sweeps behind REINFORCE's and A2C's CartPole defaults (see their specs and
+``purejaxpg.algos.presets``).
 
 One static config per call; a grid of traced hyperparameters x seeds is one compiled
-program (``vmap(vmap(train, seeds), grid)``). Prints, per grid point, the final-return IQM
-and mean across seeds (16 sampled evaluation episodes per seed) and the mean training return
+program (``runner.sweep``, preset none). Prints, per grid point, the final-return IQM and
+mean across seeds (16 sampled evaluation episodes per seed) and the mean training return
 over the last 10% of updates; appends the result to benchmarks/results/foundation_tuning.json.
 
     python scripts/tune_foundation.py reinforce --set num_envs=8 --set num_steps=64 \\
         --grid lr=1e-3,3e-3,1e-2 --seeds 8
+    python scripts/tune_foundation.py a2c --set total_timesteps=20000 --grid lr=1e-3,3e-3 --seeds 2 \\
+        --json /tmp/tune.json   # a quick look
 """
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
-import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
+from benchmarks import git_commit, setup
+
+setup()  # before JAX's backend starts
+
 import numpy as np
 
-from purejaxpg.engine import compat
-
-compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
-
 from purejaxpg.analysis import stats
-from purejaxpg.engine.experiment import build
-
-
-def _value(text):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if "," in text or text == "()":
-        return tuple(int(v) for v in text.strip("()").split(",") if v)
-    return text
+from purejaxpg.engine import runner
+from purejaxpg.engine.plan import parse_grid
 
 
 def main(argv=None) -> int:
@@ -57,54 +45,38 @@ def main(argv=None) -> int:
     overrides = {"env": "CartPole-v1"}
     for item in args.set:
         k, v = item.split("=", 1)
-        overrides[k] = _value(v)
-    grid_axes = {}
-    for item in args.grid:
-        k, v = item.split("=", 1)
-        grid_axes[k] = [float(x) for x in v.split(",")]
-    algo, config, hparams = build(args.algo, overrides, preset="none")
-    points = [dict(zip(grid_axes, combo)) for combo in itertools.product(*grid_axes.values())] or [{}]
-    for pt in points:
-        build(args.algo, {**overrides, **pt}, preset="none")  # validate every grid point
-
-    import jax
-    import jax.numpy as jnp
-
-    grid = {k: jnp.asarray([pt.get(k, v) for pt in points], jnp.float32) for k, v in hparams.items()}
-    train = algo.make_train(config)
-    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    fn = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
-    t0 = time.perf_counter()
-    compiled = fn.lower(keys, grid).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys, grid))
-    run_s = time.perf_counter() - t0
-    final = np.asarray(out["eval_returns"]).mean(-1)  # [G, seeds]
-    curve = np.asarray(out["metrics"]["episode_return"])  # [G, seeds, updates]
+        overrides[k.strip()] = v.strip()  # parsed and checked by the algorithm's spec
+    grid = parse_grid(args.grid, args.algo)
+    result = runner.sweep(args.algo, None, overrides, grid, num_seeds=args.seeds, seed=args.seed, quiet=True,
+                          preset="none")
+    if len(result.groups) != 1:
+        raise SystemExit("--grid must name traced hyperparameters only (one program)")
+    g = result.groups[0]
+    config = g.group.config
+    final = g.final  # [G, seeds]
+    curve = g.metrics["episode_return"]  # [G, seeds, updates]
     tail = max(1, curve.shape[-1] // 10)
-    steps = len(points) * args.seeds * config.num_updates * config.batch_size
+    t = g.timings
     print(f"{args.algo} {overrides} | {args.seeds} seeds x {config.num_updates * config.batch_size} steps, "
-          f"{config.num_updates} updates | compile {compile_s:.1f}s run {run_s:.1f}s {steps / run_s:,.0f} steps/s "
-          f"| load {os.getloadavg()[0]:.2f}")
+          f"{config.num_updates} updates | compile {t['compile_seconds']:.1f}s run {t['run_seconds']:.1f}s "
+          f"{g.env_steps_per_second:,.0f} steps/s | load {os.getloadavg()[0]:.2f}")
     rows = []
-    for g, pt in enumerate(points):
-        iqm = float(stats.iqm(final[g]))
-        rows.append({"point": pt, "final_iqm": iqm, "final_mean": float(final[g].mean()),
-                     "final_min": float(final[g].min()),
-                     "train_tail_mean": float(np.nanmean(curve[g, :, -tail:]))})
-        print(f"  {json.dumps(pt):40s} final IQM {iqm:6.1f} mean {final[g].mean():6.1f} min {final[g].min():6.1f} "
+    for i, pt in enumerate(g.group.swept):
+        iqm = float(stats.iqm(final[i]))
+        rows.append({"point": pt, "final_iqm": iqm, "final_mean": float(final[i].mean()),
+                     "final_min": float(final[i].min()),
+                     "train_tail_mean": float(np.nanmean(curve[i, :, -tail:]))})
+        print(f"  {json.dumps(pt):40s} final IQM {iqm:6.1f} mean {final[i].mean():6.1f} min {final[i].min():6.1f} "
               f"| train tail {rows[-1]['train_tail_mean']:6.1f}")
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     log = []
     if os.path.exists(args.json):
         with open(args.json) as f:
             log = json.load(f)
-    log.append({"algo": args.algo, "overrides": {k: (list(v) if isinstance(v, tuple) else v)
-                                                 for k, v in overrides.items()},
-                "seeds": args.seeds, "seed": args.seed, "env_steps_per_seed": config.num_updates * config.batch_size,
-                "compile_seconds": compile_s, "run_seconds": run_s, "load_average": os.getloadavg(),
-                "results": rows})
+    log.append({"algo": args.algo, "overrides": overrides, "seeds": args.seeds, "seed": args.seed,
+                "env_steps_per_seed": config.num_updates * config.batch_size,
+                "compile_seconds": t["compile_seconds"], "run_seconds": t["run_seconds"],
+                "load_average": os.getloadavg(), "commit": git_commit(), "results": rows})
     with open(args.json, "w") as f:
         json.dump(log, f, indent=1)
     return 0

@@ -160,3 +160,111 @@ def train_seeds(algo_name: str, overrides: dict, seeds: int, seed: int = 0, pres
     program = algo.make_program(config)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     return config, hparams, program, jax.jit(jax.vmap(program.train, in_axes=(0, None)))(keys, hparams)
+
+
+# ---- natural gradient, TRPO, V-trace -------------------------------------------------------
+def fisher_categorical(jac, probs):
+    """Mean over states of J^T (diag(p) - p p^T) J: the Fisher of a categorical policy whose
+    logits have the Jacobian ``jac`` [B, A, P] with respect to the P parameters."""
+    B, A, P = jac.shape
+    F = np.zeros((P, P))
+    for b in range(B):
+        M = np.diag(probs[b]) - np.outer(probs[b], probs[b])
+        F += jac[b].T @ M @ jac[b]
+    return F / B
+
+
+def fisher_gaussian(jac, std):
+    """Mean over states of J^T diag(1/std^2, 2) J: the Fisher of a diagonal Gaussian in its
+    (mean, log std) coordinates; ``jac`` [B, 2A, P] of (mean, log std) w.r.t. the parameters."""
+    B, two_a, P = jac.shape
+    M = np.diag(np.concatenate([1.0 / np.asarray(std) ** 2, 2.0 * np.ones(two_a // 2)]))
+    F = np.zeros((P, P))
+    for b in range(B):
+        F += jac[b].T @ M @ jac[b]
+    return F / B
+
+
+def conjugate_gradient(A, b, iters):
+    """Textbook CG from x = 0, ``iters`` iterations (stops early at an exactly zero residual)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    p = r.copy()
+    rr = r @ r
+    for _ in range(iters):
+        if rr == 0:
+            break
+        Ap = A @ p
+        alpha = rr / (p @ Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, np.sqrt(rr / (b @ b))
+
+
+def line_search(objective, kl, x0, step, max_kl, shrink, max_backtracks):
+    """TRPO's backtracking: the first of x0 + shrink^k step, k = 0 .. max_backtracks - 1,
+    that improves the objective and keeps the KL within max_kl. Returns (x, fraction, tries)."""
+    f0 = objective(x0)
+    for k in range(max_backtracks):
+        frac = shrink ** k
+        x = x0 + frac * step
+        if objective(x) > f0 and kl(x) <= max_kl:
+            return x, frac, k + 1
+    return x0, 0.0, max_backtracks
+
+
+def vtrace(rewards, discounts, dones, values, next_values, log_rhos, rho_bar, c_bar, lam):
+    """V-trace as the sum in its definition: v_s = V_s + sum_t (prod_{i<t} d_i c_i) delta_t
+    over the rest of the episode inside the batch; A_s = rho_s (r_s + d_s v'_s - V_s)."""
+    T = len(rewards)
+    ratio = np.exp(log_rhos)
+    rho = np.minimum(rho_bar, ratio)
+    c = lam * np.minimum(c_bar, ratio)
+    delta = rho * (rewards + discounts * next_values - values)
+    vs = np.zeros(T)
+    for s in range(T):
+        acc, coef, t = 0.0, 1.0, s
+        while True:
+            acc += coef * delta[t]
+            if dones[t] or t == T - 1:
+                break
+            coef *= discounts[t] * c[t]
+            t += 1
+        vs[s] = values[s] + acc
+    adv = np.zeros(T)
+    for s in range(T):
+        nxt = next_values[s] if (dones[s] or s == T - 1) else vs[s + 1]
+        adv[s] = rho[s] * (rewards[s] + discounts[s] * nxt - values[s])
+    return vs, adv
+
+
+def tabular_fisher(d, pi):
+    """sum_s d(s) sum_a pi(a|s) g g^T, g = d log softmax(theta[s])_a / d theta = e_{s,a} - pi(.|s)
+    on row s (0 elsewhere); [S*A, S*A]."""
+    S, A = pi.shape
+    F = np.zeros((S * A, S * A))
+    for s in range(S):
+        for a in range(A):
+            g = np.zeros(S * A)
+            g[s * A:(s + 1) * A] = -pi[s]
+            g[s * A + a] += 1.0
+            F += d[s] * pi[s, a] * np.outer(g, g)
+    return F
+
+
+def off_policy_weights(rewards, rho, values, gamma):
+    """One episode's weights on grad log pi(a_t|s_t): whole-trajectory, per-decision, per-decision
+    minus the V baseline, and per-decision with min(1, rho), by loops over t and k."""
+    T = len(rewards)
+    out = {n: np.zeros(T) for n in ("is_whole", "is_per_decision", "is_per_decision_value", "clipped_per_decision")}
+    G0 = sum(gamma ** k * rewards[k] for k in range(T))
+    for t in range(T):
+        out["is_whole"][t] = np.prod(rho) * G0
+        for k in range(t, T):
+            out["is_per_decision"][t] += gamma ** k * rewards[k] * np.prod(rho[:k + 1])
+            out["clipped_per_decision"][t] += gamma ** k * rewards[k] * np.prod(np.minimum(1.0, rho[:k + 1]))
+        out["is_per_decision_value"][t] = out["is_per_decision"][t] - np.prod(rho[:t + 1]) * gamma ** t * values[t]
+    return out

@@ -62,6 +62,14 @@ BAD_INPUT = [
     (["train", "ppo", "--chunks", "0"], "chunks must be a positive integer"),
     (["train", "ppo", "--block=-1"], "block must be >= 0"),
     (["train", "ppo", "--num-seeds", "0"], "num_seeds must be a positive integer"),
+    # checkpoints (issue 17)
+    (["train", "ppo", "--checkpoint-every", "0"], "--checkpoint-every must be a positive number of minutes"),
+    (["train", "ppo", "--checkpoint-every=-2"], "--checkpoint-every must be a positive number of minutes"),
+    (["train", "ppo", "--checkpoint-every", "nan"], "checkpoint_every must be finite"),
+    (["train", "ppo", "--chunks", "4", "--no-checkpoint"], "cannot be combined with --no-checkpoint"),
+    (["sweep", "ppo", "--chunks", "4", "--checkpoint-every", "5"], "--checkpoint-every applies without --chunks"),
+    (["train", "ppo", "--no-checkpoint", "--checkpoint-every", "5"], "contradict each other"),
+    (["train", "--resume", "nowhere", "--overwrite"], "unrecognized arguments: --overwrite"),
 ]
 
 

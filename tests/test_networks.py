@@ -10,7 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg.core.networks import Actor, CategoricalSACActor, Critic, EnsembleQ, SquashedGaussianActor
+from purejaxpg.core.networks import (
+    Actor,
+    CategoricalSACActor,
+    Critic,
+    EnsembleQ,
+    SquashedGaussianActor,
+    tanh_log_det_jacobian,
+)
 from purejaxpg.engine import compat
 
 variants = chex.variants(with_jit=True, without_jit=True)
@@ -241,3 +248,41 @@ class ValueHeadsTest(chex.TestCase):
                 pk = jax.tree_util.tree_map(lambda a: a[k], params["params"])
                 want = _np_torso_and_head(pk, "SACTorso_0", "SACDense", _relu)(x)
                 np.testing.assert_allclose(got[k], want if q.num_actions else want[:, 0], **TOL)
+
+    @variants
+    def test_conv_torso_and_flattening_mlp_match_numpy(self):
+        """The MinAtar conv torso (3x3 VALID conv, 16 channels, relu, flatten row-major, MLP)
+        by loops over output pixels; and the MLP torso on image observations (flattened)."""
+        obs = np.random.default_rng(19).normal(size=(4, 5, 5, 2)).astype(np.float32)
+        conv = Critic(hidden=(8,), activation="relu", torso="conv")
+        params = _redraw(jax.eval_shape(conv.init, jax.random.PRNGKey(0), obs), 20, scale=0.4)
+        got = self.variant(conv.apply)(params, obs)
+        p = params["params"]
+        k = np.asarray(p["ConvTorso_0"]["Conv_0"]["kernel"], np.float64)  # [3, 3, C, 16]
+        b = np.asarray(p["ConvTorso_0"]["Conv_0"]["bias"], np.float64)
+        want = []
+        for x in obs.astype(np.float64):
+            fmap = np.zeros((3, 3, 16))
+            for i in range(3):
+                for j in range(3):
+                    for o in range(16):
+                        fmap[i, j, o] = sum(x[i + di, j + dj, c] * k[di, dj, c, o]
+                                            for di in range(3) for dj in range(3) for c in range(2)) + b[o]
+            h = _np_layers(_relu(fmap).reshape(-1), [p["ConvTorso_0"]["MLP_0"]["Dense_0"]], _relu)
+            want.append(_np_layers(h, [p["Dense_0"]], lambda z: z)[0])
+        np.testing.assert_allclose(got, want, **TOL)
+        mlp = Critic(hidden=(8,), activation="tanh", torso="mlp")
+        params = _redraw(jax.eval_shape(mlp.init, jax.random.PRNGKey(0), obs), 21, scale=0.4)
+        got = self.variant(mlp.apply)(params, obs)
+        want = _np_torso_and_head(params["params"], "MLP_0", "Dense", np.tanh)(obs.reshape(4, -1))[:, 0]
+        np.testing.assert_allclose(got, want, **TOL)
+
+    @variants
+    def test_tanh_log_det_jacobian_matches_numpy(self):
+        # log(1 - tanh(u)^2) in float64; past |u| ~ 9 tanh(u)^2 rounds to 1 even in float64,
+        # so there the exact identity log(1 - tanh^2 u) = log(4) - 2|u| - 2 log(1 + e^{-2|u|})
+        u = np.array([-40.0, -12.0, -3.0, -0.5, 0.0, 0.3, 2.0, 8.0, 12.0, 40.0])
+        want = [math.log1p(-math.tanh(v) ** 2) if abs(v) < 8 else
+                math.log(4.0) - 2 * abs(v) - 2 * math.log1p(math.exp(-2 * abs(v))) for v in u]
+        got = self.variant(tanh_log_det_jacobian)(jnp.asarray(u, jnp.float32))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,13 +1,17 @@
 """The pure pieces of ``purejaxpg.core.rollout`` against NumPy loops, under jit and without:
-``episode_metrics``, ``batched_apply`` and the per-step ``Transition.discounts`` / ``done``.
-(``collect`` and ``evaluate`` step real environments: see test_envs.py and test_truncation.py.)"""
+``episode_metrics``, ``batched_apply`` and the per-step ``Transition.discounts`` / ``done``;
+and ``reset`` / ``collect`` / ``evaluate`` (with ``policy_step``) on a deterministic corridor,
+simulated step by step in NumPy from the actions the program took."""
 import math
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxpg.core import rollout
 from purejaxpg.core.rollout import Transition, batched_apply, episode_metrics
+from purejaxpg.envs import VecEnv
 
 variants = chex.variants(with_jit=True, without_jit=True)
 
@@ -99,3 +103,109 @@ class BatchedApplyTest(chex.TestCase):
         got = self.variant(batched_apply, static_argnums=0)(lambda p, xb: xb.sum((1, 2)) * p, np.float32(2.0), img)
         np.testing.assert_allclose(got, [[2 * img[t, n].astype(np.float64).sum() for n in range(2)] for t in range(3)],
                                    rtol=1e-5, atol=1e-5)
+
+
+# ---- collect and evaluate --------------------------------------------------------------
+# Tabular-Chain of 3 states without slip: deterministic given the actions. State s, action
+# 0 (left) / 1 (right): s - 1 or s + 1; leaving on the left ends the episode with 0.1, on
+# the right with 1 (terminal state 3); every episode starts in state 0; a time limit of 4
+# steps truncates. The policy is uniform (log-prob log 1/2); V(obs) = obs . W.
+L, N_ENVS, T_STEPS, LIMIT = 3, 5, 12, 4
+W = np.array([0.5, -1.0, 2.0, 7.0], np.float32)
+
+
+def _chain_env():
+    return VecEnv("Tabular-Chain", N_ENVS, length=L, slip=0.0, max_steps_in_episode=LIMIT)
+
+
+def _uniform_policy(params, obs, key):
+    a = jax.random.bernoulli(key, 0.5, obs.shape[:1]).astype(jnp.int32)
+    return a, jnp.full(obs.shape[:1], math.log(0.5))
+
+
+def _value(params, obs):
+    return obs @ params
+
+
+def _np_chain_step(s, a):
+    """(next state, reward, terminated) of the corridor."""
+    nxt = s + (1 if a == 1 else -1)
+    if nxt < 0:
+        return L, 0.1, True
+    if nxt >= L:
+        return L, 1.0, True
+    return nxt, 0.0, False
+
+
+def _np_rms(seen):
+    """RunningMeanStd's statistics of every observation seen: its prior is a pseudo-sample
+    of weight 1e-4 with mean 0 and variance 1, pooled with the observations."""
+    x = np.asarray(seen, np.float64)
+    total = 1e-4 + len(x)
+    mean = x.sum(0) / total
+    var = (1e-4 + (x ** 2).sum(0)) / total - mean ** 2
+    return lambda o: np.clip((o - mean) / np.sqrt(var + 1e-8), -10, 10)
+
+
+class CollectTest(chex.TestCase):
+    @variants
+    def test_collect_matches_a_numpy_simulation(self):
+        venv = _chain_env()
+        carry = rollout.reset(venv, jax.random.PRNGKey(0), normalize_obs=True)
+        f = self.variant(lambda c, k: rollout.collect(venv, _uniform_policy, jnp.asarray(W), c, k, T_STEPS, _value))
+        carry, traj = f(carry, jax.random.PRNGKey(1))
+        actions = np.asarray(traj.action)
+        onehot = np.eye(L + 1)
+        s, t, ret = np.zeros(N_ENVS, int), np.zeros(N_ENVS, int), np.zeros(N_ENVS)
+        seen = [onehot[0]] * N_ENVS  # the reset observations
+        for k in range(T_STEPS):
+            norm = _np_rms(seen)
+            obs = onehot[s]
+            rows = {"obs": norm(obs), "reward": [], "terminated": [], "truncated": [], "next_obs": [],
+                    "episode_step": t.copy(), "returned_episode": [], "episode_return": [], "episode_length": []}
+            finals = []
+            for i in range(N_ENVS):
+                nxt, r, term = _np_chain_step(s[i], actions[k, i])
+                trunc = t[i] + 1 >= LIMIT
+                ret[i] += r
+                for key, v in (("reward", r), ("terminated", term), ("truncated", trunc),
+                               ("returned_episode", term or trunc), ("episode_return", ret[i]),
+                               ("episode_length", t[i] + 1)):
+                    rows[key].append(v)
+                finals.append(onehot[nxt])
+                if term or trunc:  # automatic reset
+                    s[i], t[i], ret[i] = 0, 0, 0.0
+                else:
+                    s[i], t[i] = nxt, t[i] + 1
+            seen += [onehot[v] for v in s]  # the observations after the step (reset ones included)
+            rows["next_obs"] = _np_rms(seen)(np.array(finals))  # normalised with the updated statistics
+            for key, want in rows.items():
+                np.testing.assert_allclose(np.asarray(getattr(traj, key)[k], np.float64), np.asarray(want, np.float64),
+                                           rtol=1e-5, atol=1e-5, err_msg=f"{key} at step {k}")
+            np.testing.assert_allclose(traj.value[k], rows["obs"] @ W, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(traj.next_value[k], rows["next_obs"] @ W, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(traj.log_prob, math.log(0.5), rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(carry.obs).argmax(-1), s)  # where the next batch starts
+        assert traj.terminated.any() and traj.truncated.any() and (actions == 0).any() and (actions == 1).any()
+
+    @variants
+    def test_evaluate_returns_each_envs_first_episode(self):
+        """evaluate against a plain Python loop over the same steps (the same keys, split as
+        policy_step does): the return of each environment's first episode, later episodes
+        ignored, the loop ending once every environment has finished one."""
+        venv = _chain_env()
+        got = self.variant(lambda k: rollout.evaluate(venv, _uniform_policy, None, None, k))(jax.random.PRNGKey(3))
+        key = jax.random.split(jax.random.PRNGKey(3))[1]  # the first half resets (every env starts in 0)
+        s, t, ret = np.zeros(N_ENVS, int), np.zeros(N_ENVS, int), np.zeros(N_ENVS)
+        first = np.full(N_ENVS, np.nan)
+        while np.isnan(first).any():
+            key, k_act, _ = jax.random.split(key, 3)
+            a = np.asarray(_uniform_policy(None, jnp.zeros((N_ENVS, L + 1)), k_act)[0])  # obs unused by this policy
+            for i in np.nonzero(np.isnan(first))[0]:
+                s[i], r, term = _np_chain_step(s[i], a[i])
+                ret[i] += r
+                t[i] += 1
+                if term or t[i] >= LIMIT:  # left the corridor, or the time limit
+                    first[i] = ret[i]
+        np.testing.assert_allclose(got, first, rtol=1e-6)
+        assert len(set(first.tolist())) > 1  # the environments' episodes differ

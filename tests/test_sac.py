@@ -247,13 +247,23 @@ def test_discrete_sac_bootstraps_truncations_from_the_buffer():
 
 
 def test_sac_learns_pendulum_few_seeds():
-    """4 seeds in one program, 6000 env steps each: the final return's IQM must beat a
-    random policy (about -1200) by far; it fails when learning breaks."""
+    """4 seeds in one program, 6000 env steps each (about 28 s of CPU time here, most of it
+    compiling). Measured on this CPU for 3 groups of 4 seeds (seed 42, this test's; 0; 1):
+    final-return IQM -127, -153, -159, no seed below -241; 4000 steps reach about the same
+    (-135, -162, -153), 3000 steps less (-436, -229, -199) for nearly the same CPU time. The
+    first episodes (uniform random actions before learning starts) score -1216 on average.
+    Halfway between random and reached (-681) would be looser than this test's earlier bar
+    (-500), so the bar is -400: failing it takes 2 of the 4 seeds below -400. With the
+    sign of the actor loss flipped the IQM is -1389."""
     out = train_seeds("sac", dict(env="Pendulum-v1", total_timesteps=6000, learning_starts=500, buffer_size=6000,
                                   minibatch_size=128, hidden=(64, 64), num_eval_episodes=8, actor_lr=1e-3,
                                   critic_lr=2e-3, alpha_lr=1e-3, tau=0.01), seeds=4, seed=42, preset="none")[3]
     final = np.asarray(out["eval_returns"]).mean(-1)
-    assert stats.iqm(final) > -500.0, final
+    returns = np.asarray(out["metrics"]["episode_return"])
+    first = np.mean([r[np.isfinite(r)][0] for r in returns])  # each seed's first episode: random actions
+    print(f"\nSAC Pendulum: first episodes {first:.1f}; final return IQM {stats.iqm(final):.1f}, per seed {final}")
+    assert first < -800.0  # it starts near random ...
+    assert stats.iqm(final) > -400.0, final  # ... and learns
 
 
 def test_presets_are_valid_and_within_the_acceptance_budgets():

@@ -202,7 +202,8 @@ def test_tabular_envs_follow_the_gymnax_api_and_the_mdp():
 # The estimator lab
 # ---------------------------------------------------------------------------------------
 
-# A random MDP whose episodes are short (H = 38 keeps P(truncation) <= 1e-6) and whose
+# A random MDP whose episodes are short (H = 38 keeps P(truncation) <= 1e-6: derived in
+# test_lab_exact_side by matrix powers) and whose
 # discount is strong enough for dropping gamma^t to matter. The sample: 800 batches x 32
 # episodes (25,600 episodes), about 3x what the noisiest estimator (the whole return)
 # needs for a cosine of 0.99 on this MDP.
@@ -212,17 +213,42 @@ LAB_K = 800
 
 @pytest.fixture(scope="module")
 def lab_result():
-    return lab.run_lab(**LAB_MDP, batch_sizes=(32,), k=LAB_K)
+    return lab.run_lab(**LAB_MDP, batch_sizes=(32,), k=LAB_K, natural=False, off_policy=False)
 
 
 def _stat(result, name, field):
     return result["estimators"][name][field][0]
 
 
+def _numpy_horizon(P, d0, terminal, theta, tol):
+    """Smallest H >= 1 with P(the episode lasts more than H steps) <= tol under
+    pi = softmax(theta), in float64 by matrix powers: P(alive after t steps) =
+    d0 P_pi^t 1, with P_pi the transitions among non-terminal states. Returns (H, P(alive
+    after H), P(alive after H - 1))."""
+    pi = np.exp(theta - theta.max(1, keepdims=True))
+    pi /= pi.sum(1, keepdims=True)
+    live = ~terminal
+    P_pi = np.einsum("sa,sat->st", pi, P)[live][:, live]
+    alive = lambda t: d0[live] @ np.linalg.matrix_power(P_pi, t) @ np.ones(live.sum())
+    H = 1
+    while alive(H) > tol:
+        H += 1
+    return H, alive(H), alive(H - 1)
+
+
 def test_lab_exact_side(lab_result):
     env, params = make_env("Tabular-Random", num_states=6, num_actions=3, seed=1, terminal_prob=0.3)
     assert env.action_space(params).n == 3 and env.observation_space(params).shape == (6,)
-    assert lab_result["horizon"] == 38 and lab_result["truncation_probability"] <= 1e-6
+    # the time limit, derived independently of lab/exact.py: the lab's theta is
+    # N(0, 1) drawn with PRNGKey(seed + 1); the survival of its episodes by matrix powers
+    theta = np.asarray(lab_result["theta"], np.float64)
+    np.testing.assert_array_equal(theta, np.asarray(jax.random.normal(jax.random.PRNGKey(2), (6, 3)), np.float32))
+    m = params.mdp
+    H, p_H, p_before = _numpy_horizon(np.asarray(m.P, np.float64), np.asarray(m.d0, np.float64),
+                                      np.asarray(m.terminal), theta, 1e-6)
+    assert p_H <= 1e-6 < p_before
+    assert lab_result["horizon"] == H == 38  # 38: this MDP's figure, quoted in the comment above LAB_MDP
+    assert lab_result["truncation_probability"] == pytest.approx(p_H, rel=1e-9, abs=0)
     assert lab_result["theorem_vs_autodiff_max_abs_err"] < 1e-10
     assert lab_result["exact_grad_norm"] > 0.1
 
@@ -332,10 +358,293 @@ class SolveTest(chex.TestCase):
             x = self.variant(ex.solve)(jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32))
             chex.assert_shape(x, (n,))
             np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-4, atol=1e-5)
-        # gradients on a well-conditioned matrix (as I - gamma P is); a row swap still needed
-        A = rng.normal(size=(n, n)) + 4.0 * np.eye(n)
-        A[[0, 1]] = A[[1, 0]]
-        A, b = jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32)
-        ours = jax.grad(lambda A, b: jnp.sum(jnp.sin(ex.solve(A, b))), (0, 1))(A, b)
-        lapack = jax.grad(lambda A, b: jnp.sum(jnp.sin(jnp.linalg.solve(A, b))), (0, 1))(A, b)
-        chex.assert_trees_all_close(ours, lapack, rtol=1e-4, atol=1e-5)
+        # Gradients of L = sum sin(x), x = A^-1 b, against float64 NumPy: dL/db = A^-T cos(x),
+        # dL/dA = -(dL/db) x^T. Each is two float32 solves, whose relative error a
+        # backward-stable solve bounds by a small multiple of kappa(A) eps32. On the last
+        # matrix above (kappa 434, kappa eps32 = 5.2e-5, gradients up to 4.6e3) this CPU's
+        # errors relative to max|gradient| are 6.6e-6 (ours) and 7.1e-5 (LAPACK): two float32
+        # solvers may differ by ~1e-4, which is what an H100 run saw between ours and cuSOLVER
+        # (1.6e-4, benchmarks/results/tests-gpu-h100.log) when this check compared them at
+        # rtol 1e-4. So: each against float64 within 4 kappa eps32 of max|gradient| there,
+        # and ours against LAPACK at the old rtol 1e-4 on a well-conditioned matrix (kappa 7,
+        # as I - gamma P is for gamma <= 0.9; measured differences below 1e-6).
+        grad = lambda solve: jax.grad(lambda A, b: jnp.sum(jnp.sin(solve(A, b))), (0, 1))
+        well = rng.normal(size=(n, n)) + 4.0 * np.eye(n)
+        well[[0, 1]] = well[[1, 0]]  # a row swap still needed
+        for M in (A, well):
+            M32, b32 = jnp.asarray(M, jnp.float32), jnp.asarray(b, jnp.float32)
+            M64, b64 = np.asarray(M32, np.float64), np.asarray(b32, np.float64)
+            x = np.linalg.solve(M64, b64)
+            g_b = np.linalg.solve(M64.T, np.cos(x))
+            want = (-np.outer(g_b, x), g_b)
+            kappa = np.linalg.cond(M64)
+            ours = self.variant(grad(ex.solve))(M32, b32)
+            lapack = grad(jnp.linalg.solve)(M32, b32)
+            for got in (ours, lapack):
+                for g, w in zip(got, want):
+                    assert np.abs(np.asarray(g, np.float64) - w).max() <= 4 * kappa * 2.0**-23 * np.abs(w).max()
+            if kappa < 10:
+                chex.assert_trees_all_close(ours, lapack, rtol=1e-4, atol=1e-5)
+        assert 400 < np.linalg.cond(A) < 500  # the ill-conditioned case is really tested
+
+
+# ---------------------------------------------------------------------------------------
+# lab/exact.py and the MDP builders against plain NumPy loops (float64), under jit and not
+# ---------------------------------------------------------------------------------------
+# Tolerance of the float32 functions against the float64 loops: values are O(1..10) and the
+# linear systems are I - gamma P_pi with gamma <= 0.95, condition number <= (1 + gamma) /
+# (1 - gamma) = 39, so float32 solves are good to ~39 x 6e-8 x (a few) ~ 1e-5 relative;
+# rtol 1e-4 leaves a factor 10. Sums of a few products (P_pi, Q) are good to ~1e-7: 1e-6.
+
+
+def _np_mdp(mdp):
+    return (np.asarray(mdp.P, np.float64), np.asarray(mdp.R, np.float64), np.asarray(mdp.d0, np.float64),
+            float(mdp.gamma), np.asarray(mdp.terminal))
+
+
+def _np_policy_matrices(P, R, terminal, pi):
+    S, A = R.shape
+    P_pi, r_pi = np.zeros((S, S)), np.zeros(S)
+    for s in range(S):
+        if terminal[s]:
+            continue  # no future from a terminal state
+        for a in range(A):
+            r_pi[s] += pi[s, a] * R[s, a]
+            for t in range(S):
+                if not terminal[t]:  # entering a terminal state ends the episode
+                    P_pi[s, t] += pi[s, a] * P[s, a, t]
+    return P_pi, r_pi
+
+
+def _np_q(P, R, terminal, gamma, V):
+    S, A = R.shape
+    Q = np.zeros((S, A))
+    for s in range(S):
+        for a in range(A):
+            if not terminal[s]:
+                Q[s, a] = R[s, a] + gamma * sum(P[s, a, t] * V[t] for t in range(S) if not terminal[t])
+    return Q
+
+
+def _np_softmax(theta):
+    e = np.exp(theta - theta.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _np_J_and_parts(P, R, d0, gamma, terminal, theta):
+    """(J, V, pi) of pi = softmax(theta): V solves V = r_pi + gamma P_pi V."""
+    pi = _np_softmax(theta)
+    P_pi, r_pi = _np_policy_matrices(P, R, terminal, pi)
+    V = np.linalg.solve(np.eye(len(r_pi)) - gamma * P_pi, r_pi)
+    return float(d0 @ V), V, pi
+
+
+def _np_visitation(P, R, d0, terminal, pi, discount, steps=3000):
+    """sum_t discount^t P(s_t = s): the state distribution pushed forward step by step."""
+    P_pi, _ = _np_policy_matrices(P, R, terminal, pi)
+    d, total = d0 * ~terminal, np.zeros(len(d0))
+    for t in range(steps):
+        total += discount ** t * d
+        d = d @ P_pi
+    return total
+
+
+def _np_value_iteration(P, R, terminal, gamma, sweeps=3000):
+    V = np.zeros(R.shape[0])
+    for _ in range(sweeps):
+        V = _np_q(P, R, terminal, gamma, V).max(-1)
+    return V
+
+
+class ExactNumpyTest(chex.TestCase):
+    @variants
+    def test_policy_matrices_q_values_and_softmax(self):
+        for terminal in (True, False):
+            mdp = _one_float32(terminal, 4)
+            P, R, d0, gamma, term = _np_mdp(mdp)
+            theta = np.asarray(_random_policies(11)[4], np.float32)
+            pi = self.variant(ex.softmax_policy)(theta)
+            np.testing.assert_allclose(pi, _np_softmax(theta.astype(np.float64)), rtol=1e-6)
+            pi64 = np.asarray(pi, np.float64)
+            P_pi, r_pi = self.variant(ex.policy_matrices)(mdp, pi)
+            want_P, want_r = _np_policy_matrices(P, R, term, pi64)
+            np.testing.assert_allclose(P_pi, want_P, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(r_pi, want_r, rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(self.variant(tb.live_mask)(mdp), (~term).astype(np.float32))
+            V = np.random.default_rng(5).normal(size=S).astype(np.float32)
+            np.testing.assert_allclose(self.variant(ex.q_values)(mdp, V), _np_q(P, R, term, gamma, V), rtol=1e-6,
+                                       atol=1e-6)
+            assert term.any() == terminal
+
+    @variants
+    def test_greedy_and_its_tie_rule(self):
+        mdp = _one_float32(True, 5)
+        # state 0: every action a copy of action 0 (Q ties exactly)
+        mdp = mdp.replace(P=mdp.P.at[0].set(mdp.P[0, 0]), R=mdp.R.at[0].set(mdp.R[0, 0]))
+        P, R, d0, gamma, term = _np_mdp(mdp)
+        V = np.random.default_rng(6).normal(size=S).astype(np.float32)
+        Q = _np_q(P, R, term, gamma, V)
+        assert Q[0, 0] == Q[0, 1] == Q[0, 2]
+        best = [int(np.argmax(row)) for row in Q]  # the first of tied actions
+        got = self.variant(ex.greedy)(mdp, V)
+        np.testing.assert_array_equal(got, np.eye(A)[best])
+        # with a current deterministic policy, a state keeps its action unless another is
+        # strictly better: state 0 keeps action 1 (tied with 0); the others move to the best
+        current = np.eye(A, dtype=np.float32)[np.full(S, 1)]
+        keep = [1 if Q[s, 1] >= Q[s].max() else best[s] for s in range(S)]
+        np.testing.assert_array_equal(self.variant(ex.greedy)(mdp, V, current), np.eye(A)[keep])
+        assert keep[0] == 1 != best[0]
+
+    @variants
+    def test_value_and_policy_iteration_reach_the_numpy_optimum(self):
+        for terminal in (True, False):
+            mdp = _one_float32(terminal, 6)
+            P, R, d0, gamma, term = _np_mdp(mdp)
+            V_star = _np_value_iteration(P, R, term, gamma)
+            Q_star = _np_q(P, R, term, gamma, V_star)
+            top = np.sort(Q_star, -1)
+            # states whose best action is clear (the non-terminal variant's absorbing state
+            # pays the same for every action, and a terminal state has Q = 0)
+            clear = top[:, -1] - top[:, -2] > 1e-3
+            assert clear.sum() == S - 1
+            pi_star = np.eye(A)[Q_star.argmax(-1)]
+            vi = self.variant(lambda m: ex.value_iteration(m, tol=1e-6, max_iters=3000))(mdp)
+            pit = self.variant(ex.policy_iteration)(mdp)
+            for sol in (vi, pit):
+                assert bool(sol.converged)
+                np.testing.assert_allclose(sol.V, V_star, rtol=1e-4, atol=1e-4)
+                np.testing.assert_array_equal(np.asarray(sol.pi)[clear], pi_star[clear])
+
+    @variants
+    def test_visitation_J_and_both_gradients(self):
+        for terminal in (True, False):
+            mdp = _one_float32(terminal, 7)
+            P, R, d0, gamma, term = _np_mdp(mdp)
+            theta = np.asarray(_random_policies(12)[7], np.float32)
+            theta64 = theta.astype(np.float64)
+            J, V, pi = _np_J_and_parts(P, R, d0, gamma, term, theta64)
+            np.testing.assert_allclose(self.variant(ex.exact_J)(mdp, theta), J, rtol=1e-4)
+            discounts = (None, 1.0) if terminal else (None,)  # undiscounted counts need episodes that end
+            for discount in discounts:
+                want = _np_visitation(P, R, d0, term, pi, gamma if discount is None else discount)
+                got = self.variant(lambda m, p: ex.visitation(m, p, discount))(mdp, jnp.asarray(pi, jnp.float32))
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+                # the theorem: d(s) pi(a|s) (Q(s, a) - V(s)), state by state
+                Q = _np_q(P, R, term, gamma, V)
+                want_g = np.array([[want[s] * pi[s, a] * (Q[s, a] - V[s]) for a in range(A)] for s in range(S)])
+                got_g = self.variant(lambda m, t: ex.theorem_grad(m, t, discount))(mdp, theta)
+                np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-5)
+            # autodiff gradient against central differences of the NumPy J (float64, eps 1e-6:
+            # truncation ~1e-12, cancellation ~1e-10)
+            eps, fd = 1e-6, np.zeros((S, A))
+            for s in range(S):
+                for a in range(A):
+                    d = np.zeros((S, A))
+                    d[s, a] = eps
+                    fd[s, a] = (_np_J_and_parts(P, R, d0, gamma, term, theta64 + d)[0]
+                                - _np_J_and_parts(P, R, d0, gamma, term, theta64 - d)[0]) / (2 * eps)
+            got = self.variant(ex.exact_grad)(mdp, theta)
+            np.testing.assert_allclose(got, fd, rtol=1e-4, atol=1e-5)
+            assert np.abs(fd).max() > 1e-2
+
+
+def test_survival_and_horizon_match_matrix_powers():
+    """Host-side (NumPy) functions, no jit: against the matrix-power reference above."""
+    with jax.enable_x64(True):
+        for mdp in (tb.chain().astype(jnp.float64), _one_float32(True, 8).astype(jnp.float64)):
+            P, R, d0, gamma, term = _np_mdp(mdp)
+            theta = np.random.default_rng(13).normal(size=(mdp.num_states, mdp.num_actions))
+            pi = jnp.asarray(_np_softmax(theta))
+            live = ~term
+            P_pi = np.einsum("sa,sat->st", np.asarray(pi), P)[live][:, live]
+            want = [d0[live] @ np.linalg.matrix_power(P_pi, t) @ np.ones(live.sum()) for t in range(60)]
+            np.testing.assert_allclose(ex.survival(mdp, pi, 59), want, rtol=1e-12, atol=1e-15)
+            H, p = ex.horizon_for(mdp, pi, 1e-3)
+            want_H, want_p, _ = _numpy_horizon(P, d0, term, theta, 1e-3)
+            assert H == want_H and p == pytest.approx(want_p, rel=1e-12)
+
+
+def _np_random_mdp(u, S, A, gamma, terminal_prob):
+    """random_mdp's MDP from its uniforms u, by loops: the first (S-1) A (S-1) of them make
+    P among non-terminal states (Dirichlet(1) as normalised -log u), the next S-1 d0, the
+    next (S-1) A R, the last (S-1) A the chance q = terminal_prob (0.5 + u) of ending."""
+    n = S - 1
+    it = iter(u.tolist())
+    P, R, d0 = np.zeros((S, A, S)), np.zeros((S, A)), np.zeros(S)
+    for s in range(n):
+        for a in range(A):
+            e = [-np.log(next(it)) for _ in range(n)]
+            P[s, a, :n] = np.array(e) / sum(e)
+    e = [-np.log(next(it)) for _ in range(n)]
+    d0[:n] = np.array(e) / sum(e)
+    for s in range(n):
+        for a in range(A):
+            R[s, a] = next(it)
+    for s in range(n):
+        for a in range(A):
+            q = min(terminal_prob * (0.5 + next(it)), 1.0)
+            P[s, a, :n] *= 1.0 - q
+            P[s, a, n] = q
+    P[n, :, n] = 1.0  # the terminal state is absorbing
+    return P, R, d0, gamma, np.arange(S) == n
+
+
+def test_random_mdp_matches_numpy_with_and_without_jit():
+    S_, A_, key = 5, 2, jax.random.PRNGKey(9)
+    n = S_ - 1
+    u = np.asarray(jax.random.uniform(key, (n * A_ * n + n + 2 * n * A_,), jnp.float32,
+                                      minval=np.finfo(np.float32).tiny), np.float64)
+    want = _np_random_mdp(u, S_, A_, 0.8, 0.3)
+    for disable in (False, True):
+        with jax.disable_jit(disable):
+            mdp = tb.random_mdp(key, S_, A_, 0.8, 0.3)
+        got = _np_mdp(mdp)
+        for g, w in zip(got[:3], want[:3]):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+        assert got[3] == pytest.approx(0.8) and np.array_equal(got[4], want[4])
+        tb.check_mdp(mdp)
+
+
+def test_chain_and_frozen_lake_hand_checked():
+    # chain of 2 states (+ terminal 2), slip 0.1: left from 0 leaves (exit reward 0.1) w.p.
+    # 0.9, slips to 1 w.p. 0.1; right from 1 reaches the goal (reward 1) w.p. 0.9
+    m = tb.chain(length=2, slip=0.1, gamma=0.9)
+    P = np.zeros((3, 2, 3))
+    P[0, 0] = [0.0, 0.1, 0.9]
+    P[0, 1] = [0.0, 0.9, 0.1]
+    P[1, 0] = [0.9, 0.0, 0.1]
+    P[1, 1] = [0.1, 0.0, 0.9]
+    P[2, :, 2] = 1.0
+    R = np.array([[0.9 * 0.1, 0.1 * 0.1], [0.1 * 1.0, 0.9 * 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(m.P, P, rtol=1e-6)
+    np.testing.assert_allclose(m.R, R, rtol=1e-6)
+    np.testing.assert_array_equal(m.d0, [1, 0, 0])
+    np.testing.assert_array_equal(m.terminal, [False, False, True])
+    # FrozenLake 4x4 (SFFF / FHFH / FFFH / HFFG): holes 5, 7, 11, 12 and the goal 15 end it
+    fl = tb.frozen_lake(slippery=True)
+    np.testing.assert_array_equal(np.nonzero(np.asarray(fl.terminal))[0], [5, 7, 11, 12, 15])
+    np.testing.assert_array_equal(fl.d0, np.eye(16)[0])
+    # from 14, "right" (2) goes right (15, the goal), down (off the grid: stays 14) or up
+    # (10) with 1/3 each; R = P(reaching the goal)
+    np.testing.assert_allclose(fl.P[14, 2], np.eye(16)[[15, 14, 10]].sum(0) / 3, rtol=1e-6)
+    np.testing.assert_allclose(fl.R[14, 2], 1 / 3, rtol=1e-6)
+    # from 0, "left": left (stays), down (4), up (stays): 2/3 on 0, 1/3 on 4
+    np.testing.assert_allclose(fl.P[0, 0], np.eye(16)[0] * 2 / 3 + np.eye(16)[4] / 3, rtol=1e-6)
+    det = tb.frozen_lake(slippery=False)
+    for s, a, t in ((0, 1, 4), (0, 2, 1), (14, 2, 15), (13, 3, 9), (3, 2, 3)):
+        np.testing.assert_array_equal(det.P[s, a], np.eye(16)[t])
+    assert float(det.R.sum()) == 1.0  # only 14 -> right reaches the goal (from 11, a hole, nothing moves)
+    for m in (m, fl, det):
+        tb.check_mdp(m)
+
+
+def test_check_mdp_refuses_malformed_mdps():
+    good = tb.chain(length=2)
+    tb.check_mdp(good)
+    for bad, match in ((good.replace(P=good.P.at[0, 0, 0].add(0.2)), "probability vectors"),
+                       (good.replace(d0=good.d0 * 0.5), "d0 must be"),
+                       (good.replace(d0=jnp.asarray([0.5, 0.0, 0.5])), "terminal state"),
+                       (good.replace(gamma=jnp.asarray(1.5)), "gamma"),
+                       (good.replace(R=good.R[:2]), "inconsistent shapes")):
+        with pytest.raises(ValueError, match=match):
+            tb.check_mdp(bad)

@@ -15,6 +15,9 @@ REGISTRY = {
     "ppo": "ppo:ALGORITHM",
     "ppo-kl": "ppo:KL_ALGORITHM",
     "sac": "sac:ALGORITHM",
+    "trpo": "trpo:ALGORITHM",
+    "npg": "trpo:NPG_ALGORITHM",
+    "impala": "impala:ALGORITHM",
 }
 
 

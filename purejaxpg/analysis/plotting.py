@@ -45,8 +45,9 @@ def mean_and_ci(curves: np.ndarray, num_resamples: int = 1000, confidence: float
 
 def learning_curve_figure(curves: dict, xlabel: str = "env steps per seed", ylabel: str = "episode return",
                           title: str = ""):
-    """``curves``: {label: (x [P], y [num_seeds, P])}. The mean across seeds and its 95%
-    bootstrap CI as a band, on a ``matplotlib.figure.Figure`` (no pyplot state)."""
+    """``curves``: {label: (x [P], y [num_seeds, P])}. The mean across seeds and the 95%
+    bootstrap CI of that mean as a band (the y label says so), on a
+    ``matplotlib.figure.Figure`` (no pyplot state)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4), dpi=120)
@@ -57,7 +58,7 @@ def learning_curve_figure(curves: dict, xlabel: str = "env steps per seed", ylab
         ax.plot(x, mean, label=f"{label} (n={y.shape[0]})")
         ax.fill_between(x, lo, hi, alpha=0.25)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(f"{ylabel}: mean across seeds\n(band: 95% bootstrap CI of the mean)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -95,7 +96,7 @@ def plot_sweep(path: str, rows: list, algo: str, num_seeds: int, ranges: dict | 
         if (scale and scale[2] == "log") or (np.all(x > 0) and x.max() / x.min() >= 10):
             ax.set_xscale("log")
         ax.set_xlabel(name)
-        ax.set_ylabel("final return (IQM, 95% CI)")
+        ax.set_ylabel("final return IQM\n(bars: 95% bootstrap CI of the IQM)")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{algo} sweep: {len(rows)} configurations x {num_seeds} seeds")
     fig.tight_layout()

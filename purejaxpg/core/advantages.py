@@ -162,3 +162,42 @@ def normalize(x, mask=None, eps: float = 1e-8) -> jax.Array:
     mean = (x * mask).sum() / n
     var = (((x - mean) ** 2) * mask).sum() / n
     return (x - mean) / (jnp.sqrt(var) + eps) * mask
+
+
+def vtrace(rewards, discounts, dones, values, next_values, log_rhos, rho_bar=1.0, c_bar=1.0, lambda_=1.0):
+    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, IMPALA, eq. 1
+    and section 4.2) for a batch collected by a behaviour policy mu and evaluated for pi.
+
+    rho_t = min(rho_bar, pi/mu), c_t = lambda min(c_bar, pi/mu) (``log_rhos`` = log pi - log mu);
+    delta_t = rho_t (r_t + d_t V'_t - V_t);
+    v_t - V_t = delta_t + d_t c_t (v_{t+1} - V_{t+1}) while the episode continues inside
+    the batch (cut, as everywhere here, at episode ends and the batch's end);
+    A_t = rho_t (r_t + d_t v'_t - V_t), v'_t = v_{t+1} where the episode continues, else V'_t.
+
+    With pi = mu and rho_bar, c_bar >= 1 the targets are GAE(lambda) + V (lambda = 1: the
+    n-step returns bootstrapped at the batch's end). Weights are constants: call it on
+    stopped values and log-ratios.
+
+    Args:
+      rewards, discounts, dones, values, next_values, log_rhos: [T, ...].
+      rho_bar, c_bar, lambda_: scalars (may be traced).
+    Returns:
+      (targets v [T, ...], advantages A [T, ...]).
+    """
+    _check(rewards, discounts, dones, values, next_values, log_rhos)
+    ratio = jnp.exp(log_rhos)
+    rho = jnp.minimum(rho_bar, ratio)
+    c = lambda_ * jnp.minimum(c_bar, ratio)
+    cont = _continues(dones)
+    deltas = rho * (rewards + discounts * next_values - values)
+
+    def step(acc_next, x):
+        delta, d, ci, k = x
+        acc = delta + d * ci * k * acc_next
+        return acc, acc
+
+    _, acc = jax.lax.scan(step, jnp.zeros_like(rewards[0]), (deltas, discounts, c, cont), reverse=True)
+    targets = values + acc
+    following = jnp.concatenate([targets[1:], next_values[-1:]], axis=0)
+    next_targets = jnp.where(cont > 0, following, next_values)
+    return targets, rho * (rewards + discounts * next_targets - values)

@@ -10,10 +10,16 @@ not depend on how many devices share the batch; ``block=K`` vmaps K runs at a ti
 (``blocked_vmap``), which makes them bit-identical for any device count (XLA's CPU code
 for a reduction depends on the vmapped batch size).
 
-A chunk of ``n`` updates is a ``lax.scan`` over updates of the batched update, so progress
-can be reported once per update for all runs: the runner's ``report(i, metrics)`` is
-called on the host from inside the program, with every run's metrics ([padded runs] each,
-gathered from all devices), about 20 times per run.
+The runner's chunks go through one compiled function, ``Batch.steps``: a loop over updates
+of the batched update whose length ``n`` is an argument (up to ``capacity``), so chunks of
+any length reuse one program; its results are those of a ``lax.scan`` of ``n`` updates
+(``Batch.chunk(n)``), bit for bit. Progress can be reported once per update for all runs:
+the runner's ``report(i, metrics)`` is called on the host from inside the program, with
+every run's metrics ([padded runs] each, gathered from all devices), about 20 times per run.
+
+The loop also records, per run, the first update after which anything the program watches
+(``Program.watch``: parameters, optimiser state, losses) is non-finite: ``first_nonfinite``,
+-1 while everything is finite.
 """
 from __future__ import annotations
 
@@ -105,6 +111,9 @@ class Batch:
     replicated: Any  # the sharding of values every device holds whole
     _chunk: Callable
     _compiled: dict
+    capacity: int = 0  # the most updates one call of ``steps`` runs
+    _steps: Optional[Callable] = None
+    _steps_compiled: Any = None
 
     @property
     def num_runs(self) -> int:
@@ -112,7 +121,27 @@ class Batch:
 
     @property
     def programs_compiled(self) -> int:
-        return len(self._compiled)
+        return len(self._compiled) + (self._steps_compiled is not None)
+
+    def steps(self):
+        """The compiled function of a chunk of any length up to ``capacity``: (carry, hparams,
+        start, n, first_nonfinite) -> (carry, {name: [padded, capacity]}, first_nonfinite);
+        updates ``start .. start + n - 1`` run, and the metrics' first ``n`` columns are
+        theirs. ``first_nonfinite`` [padded] int32: -1, or the first update after which the
+        run's watched state was non-finite (kept when already set)."""
+        if self._steps_compiled is None:
+            scalar = self._start()
+            first = jax.ShapeDtypeStruct((self.padded,), jnp.int32, sharding=self.keys.sharding)
+            self._steps_compiled = self._steps.lower(self.abstract, self.hparams, scalar, scalar, first).compile()
+        return self._steps_compiled
+
+    def no_nonfinite(self):
+        """``first_nonfinite`` of runs that have not started: -1 everywhere."""
+        return _global(np.full(self.padded, -1, np.int32), self.keys.sharding)
+
+    def scalar(self, value: int):
+        """An int32 argument of ``steps`` (``start``, ``n``)."""
+        return jax.device_put(jnp.int32(value), self.replicated)
 
     def chunk(self, n: int):
         """The compiled function of a chunk of ``n`` updates: (carry, hparams, start) ->
@@ -138,11 +167,20 @@ class Batch:
         return jax.tree_util.tree_map(lambda a, x: x if a is None else x[b], self.axes, carry, is_leaf=_is_none)
 
 
+def nonfinite(tree):
+    """Whether any floating-point value of ``tree`` is NaN or infinite (a bool scalar)."""
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not leaves:
+        return jnp.zeros((), bool)
+    return ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
 def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: int = 0,
-            report: Optional[Callable] = None, every: int = 1) -> Batch:
+            report: Optional[Callable] = None, every: int = 1, capacity: int = 0) -> Batch:
     """The batch of ``len(hparams)`` configurations x ``num_seeds`` seeds of ``program``
     (nothing compiled yet). ``report(i, metrics)``: called on the host after update ``i``
-    when ``(i + 1) % every == 0`` or at the last update, metrics {name: [padded]}."""
+    when ``(i + 1) % every == 0`` or at the last update, metrics {name: [padded]}.
+    ``capacity``: the longest chunk ``Batch.steps`` runs (default: the whole run)."""
     C, S = len(hparams), int(num_seeds)
     B = C * S
     mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
@@ -187,7 +225,41 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
         return jax.jit(sharded(run, (specs, P(AXIS), P()), (specs, P(AXIS))),
                        out_shardings=(carry_sharding, batch), donate_argnums=donate)
 
+    capacity = int(capacity) or program.num_updates
+    run_metrics = jax.eval_shape(program.update, one, {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hp_host},
+                                 jax.ShapeDtypeStruct((), jnp.int32))[1]
+
+    def watched_update(carry, hp, i):
+        carry, metrics = program.update(carry, hp, i)
+        return carry, metrics, nonfinite(program.watched(carry, metrics, i))
+
+    checked = blocked_vmap(watched_update, (axes, 0, None), (axes, 0, 0), block)
+
+    def steps(carry, hp, start, n, first):
+        local = first.shape[0]
+        buffers = {k: jnp.zeros((capacity, local) + v.shape, v.dtype) for k, v in run_metrics.items()}
+
+        def body(state):
+            j, c, bufs, first = state
+            i = start + j
+            c, m, bad = checked(c, hp, i)
+            if report is not None:
+                everything = jax.lax.all_gather(m, AXIS, tiled=True) if D > 1 else m
+                now = (((i + 1) % every == 0) | (i == last)) & (jax.lax.axis_index(AXIS) == 0)
+                jax.lax.cond(now, lambda: jax.debug.callback(report, i, everything), lambda: None)
+            first = jnp.where((first < 0) & bad, i, first)
+            bufs = {k: jax.lax.dynamic_update_index_in_dim(bufs[k], m[k], j, 0) for k in bufs}
+            return j + 1, c, bufs, first
+
+        _, carry, buffers, first = jax.lax.while_loop(lambda state: state[0] < n, body,
+                                                      (jnp.zeros((), jnp.int32), carry, buffers, first))
+        return carry, {k: jnp.moveaxis(v, 0, 1) for k, v in buffers.items()}, first  # [runs, capacity]
+
+    donate = (0,) if jax.devices()[0].platform != "cpu" else ()
+    steps_fn = jax.jit(sharded(steps, (specs, P(AXIS), P(), P(), P(AXIS)), (specs, P(AXIS), P(AXIS))),
+                       out_shardings=(carry_sharding, batch, batch), donate_argnums=donate)
     evaluate = jax.jit(sharded(blocked_vmap(program.evaluate, (axes,), 0, block), (specs,), P(AXIS)),
                        out_shardings=batch)
     abstract = jax.eval_shape(init, keys, hps)
-    return Batch(program, C, S, D, padded, keys, hps, init, evaluate, abstract, axes, repl, chunk_fn, {})
+    return Batch(program, C, S, D, padded, keys, hps, init, evaluate, abstract, axes, repl, chunk_fn, {},
+                 capacity, steps_fn)

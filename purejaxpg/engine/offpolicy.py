@@ -226,6 +226,14 @@ def make_program(config, make_agent: Callable) -> Program:
         state = jax.tree_util.tree_map(lambda _: 0, carry[0])
         return state.replace(buffer=state.buffer.replace(pos=None, size=None)), 0, 0
 
+    def watch(carry, metrics, i):
+        """Parameters, target parameters, optimiser state and, once learning has started, the
+        losses stay finite (the replay buffer is not scanned; warm-up losses are NaN by design)."""
+        state = carry[0]
+        learning = i >= num_warmup
+        losses = {k: jnp.where(learning, v, 0.0) for k, v in metrics.items() if "loss" in k}
+        return state.params, state.target, state.opt_state, losses
+
     entry = replay.entry_bytes(buffer_entry(venv))
     return Program(config, init, update, evaluate, act, config.num_updates, config.batch_size, carry_axes,
-                   scratch_bytes=4 * config.minibatch_size * entry)
+                   scratch_bytes=4 * config.minibatch_size * entry, watch=watch)

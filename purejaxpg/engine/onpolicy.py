@@ -1,17 +1,19 @@
-"""The on-policy loop shared by REINFORCE, A2C and PPO.
+"""The on-policy loop shared by REINFORCE, A2C, PPO, TRPO/NPG and IMPALA.
 
 One update: collect a [num_steps, num_envs] batch with the current policy (values of the
 observations and of the true next observations computed alongside), then the algorithm's
 own ``update(ctx, state, traj, hp, key) -> (state, metrics)``. ``make_program`` turns that
 into a ``Program`` (engine.program): init, update, evaluate, act. An algorithm supplies
 only its update, its extra state (``init_extra``), its optimiser steps per update (for the
-learning-rate schedule) and whether it needs values at collection.
+learning-rate schedule), whether it needs values at collection, and which parameter
+groups the loop's Adam owns (``groups``: TRPO and NPG hand it only the critic and move the
+actor by their own natural-gradient step).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +79,7 @@ class Context:
     actor: Actor
     critic: Critic
     tx: Any = None
+    groups: Optional[tuple] = None  # the parameter groups ``tx`` steps (None: all of them)
 
     def policy(self, params, obs):
         return self.actor.apply(params["actor"], obs)
@@ -98,11 +101,23 @@ def make_optimizer(hp: dict, total_grad_steps: int, anneal: bool):
     return clipped_adam(schedule, hp["max_grad_norm"], hp["adam_eps"])
 
 
+def select(params: dict, groups: Optional[tuple]) -> dict:
+    """The parameter groups ``groups`` of ``params`` (all of them for None)."""
+    return params if groups is None else {g: params[g] for g in groups}
+
+
 def apply_gradients(ctx: Context, state: TrainState, loss_fn, *args):
-    """One optimiser step on ``loss_fn(params, *args) -> (loss, aux)``."""
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *args)
-    updates, opt_state = ctx.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    """One optimiser step on ``loss_fn(params, *args) -> (loss, aux)``, differentiated
+    with respect to the groups ``ctx.tx`` steps (``ctx.groups``; the others held fixed)."""
+    if ctx.groups is None:
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *args)
+        updates, opt_state = ctx.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(params=params, opt_state=opt_state), loss, aux
+    own = select(state.params, ctx.groups)
+    (loss, aux), grads = jax.value_and_grad(lambda p: loss_fn({**state.params, **p}, *args), has_aux=True)(own)
+    updates, opt_state = ctx.tx.update(grads, state.opt_state, own)
+    params = {**state.params, **optax.apply_updates(own, updates)}
     return state.replace(params=params, opt_state=opt_state), loss, aux
 
 
@@ -111,11 +126,14 @@ def no_extra(config, hp):
 
 
 def make_program(config, update: Callable, grad_steps: int, init_extra: Callable = no_extra,
-                 uses_values: bool = True) -> Program:
+                 uses_values: bool = True, groups: Optional[tuple] = None) -> Program:
     """The on-policy ``Program`` of ``config`` around the algorithm's
     ``update(ctx, state, traj, hp, key) -> (state, metrics)``. ``grad_steps``: optimiser
     steps per update; ``init_extra(config, hp)``: the algorithm's own state;
-    ``uses_values``: compute V(obs) and V(next_obs) at collection."""
+    ``uses_values``: compute V(obs) and V(next_obs) at collection; ``groups``: the
+    parameter groups the loop's Adam (``ctx.tx``, ``apply_gradients``) owns, e.g.
+    ``("critic",)`` for an algorithm that moves the actor itself (TRPO's natural-gradient
+    step); None: all (``{"actor", "critic"}``). Adam's state is kept for those groups only."""
     venv = VecEnv(config.env, config.num_envs)
     eval_env = VecEnv(config.env, config.num_eval_episodes)
     actor, critic = build_networks(config, venv)
@@ -137,7 +155,7 @@ def make_program(config, update: Callable, grad_steps: int, init_extra: Callable
     def setup(hparams):
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
         tx = make_optimizer(hp, num_updates * grad_steps, config.anneal_lr)
-        return hp, Context(config, venv, actor, critic, tx)
+        return hp, Context(config, venv, actor, critic, tx, groups)
 
     def init(key, hparams):
         """``(TrainState, loop key, evaluation key)``."""
@@ -145,7 +163,7 @@ def make_program(config, update: Callable, grad_steps: int, init_extra: Callable
         k_actor, k_critic, k_env, k_train, k_eval = jax.random.split(key, 5)
         dummy = jnp.zeros((1,) + venv.obs_shape, jnp.float32)
         params = {"actor": actor.init(k_actor, dummy), "critic": critic.init(k_critic, dummy)}
-        state = TrainState(params, ctx.tx.init(params), rollout.reset(venv, k_env, config.normalize_obs),
+        state = TrainState(params, ctx.tx.init(select(params, groups)), rollout.reset(venv, k_env, config.normalize_obs),
                            init_extra(config, hp))
         return state, k_train, k_eval
 
@@ -168,7 +186,14 @@ def make_program(config, update: Callable, grad_steps: int, init_extra: Callable
         p = act(carry)
         return rollout.evaluate(eval_env, p.fn, p.params, p.obs_rms, p.key if key is None else key)
 
+    def watch(carry, metrics, i):
+        """Parameters, optimiser state and every loss stay finite (engine.runner reports the
+        first update where one does not)."""
+        state = carry[0]
+        return state.params, state.opt_state, {k: v for k, v in metrics.items() if "loss" in k}
+
     # an update's trajectory: obs and next obs plus about a dozen scalars per step, and the
     # algorithm's copies of it (flattened, permuted minibatches): about three times that
     traj_bytes = config.batch_size * (2 * math.prod(venv.obs_shape) + 12) * 4
-    return Program(config, init, step, evaluate, act, num_updates, config.batch_size, scratch_bytes=3 * traj_bytes)
+    return Program(config, init, step, evaluate, act, num_updates, config.batch_size, scratch_bytes=3 * traj_bytes,
+                   watch=watch)

@@ -6,20 +6,26 @@ each configuration of a sweep) holds
 * ``config.json``  — algorithm, full static config, hyperparameters, seeds, swept values
 * ``metrics.npz``  — every per-update metric as [num_seeds, num_updates], ``env_steps``
   [num_updates] (per seed, after each update) and ``final_return`` [num_seeds]
-* ``summary.json`` — final-return statistics across seeds, timings, versions
-* ``learning_curve.png`` — mean training return and its 95% bootstrap CI across seeds
+* ``summary.json`` — final-return statistics across seeds (``ci95``: the 95% bootstrap CI
+  of the mean, ``iqm_ci95``: that of the IQM), diverged runs, timings, versions
+* ``learning_curve.png`` — mean training return and the 95% bootstrap CI of that mean
 
 and a sweep's directory adds ``sweep.json`` (every configuration's row), ``table.txt`` and
-``sweep.png``. Every file is written under a temporary name and renamed, so a reader never
-sees half a file.
+``sweep.png``; ``run.json`` (the plan) and ``checkpoints/`` sit at the top. Every file is
+written under a temporary name and renamed, so a reader never sees half a file.
+``previous_run`` lists what an earlier run left in a directory (a new run refuses to mix
+with it) and ``remove_previous_run`` deletes exactly those files (``--overwrite``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
 import platform
+import re
+import shutil
 from importlib import metadata
 
 import numpy as np
@@ -45,12 +51,26 @@ def versions() -> dict:
     return out
 
 
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yields a temporary name beside ``path`` with the same extension (so that writers
+    that pick a format from it still can); renamed to ``path`` when the block ends
+    normally, removed otherwise."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    stem, ext = os.path.splitext(path)
+    tmp = f"{stem}.tmp{os.getpid()}{ext}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _atomic(path: str, write) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
-    os.replace(tmp, path)
 
 
 def write_json(path: str, obj) -> None:
@@ -66,12 +86,22 @@ def write_npz(path: str, **arrays) -> None:
     _atomic(path, write)
 
 
-def summary(algo: str, config, num_seeds: int, final, timings: dict, swept: dict, resumed: bool) -> dict:
-    """summary.json of one configuration: ``final`` [num_seeds] final returns."""
+def summary(algo: str, config, num_seeds: int, final, timings: dict, swept: dict, resumed: bool,
+            name: str = "run", first_nonfinite=None) -> dict:
+    """summary.json of one configuration: ``final`` [num_seeds] final returns;
+    ``first_nonfinite`` [num_seeds]: each seed's first update after which a loss or its
+    parameters or optimiser state were non-finite (-1: never). ``final_return``'s ``ci95``
+    is the 95% bootstrap CI of the mean, ``iqm_ci95`` that of the IQM (stats.summarize);
+    ``diverged`` lists the diverged runs (kept in every statistic; ``num_diverged`` counts
+    them, ``final_return.num_nonfinite`` the non-finite final returns left out)."""
+    first = np.full(int(num_seeds), -1) if first_nonfinite is None else np.asarray(first_nonfinite)
+    diverged = [{"configuration": name, "seed": int(s), "update": int(u)} for s, u in enumerate(first) if u >= 0]
     return {
         "algo": algo, "env": config.env, "num_seeds": int(num_seeds),
         "total_timesteps": int(config.num_updates * config.batch_size),
         "final_return": stats.summarize(final),
+        "num_diverged": len(diverged),
+        "diverged": diverged,
         **timings,
         "resumed": bool(resumed),
         "swept": swept,
@@ -92,15 +122,15 @@ def write_run(path: str, plan, config, hparams: dict, metrics: dict, final, summ
     write_json(os.path.join(path, "summary.json"), summ)
     iqm = summ["final_return"]["iqm"]
     title = f"{plan.algo} on {config.env}" + (f": final return IQM {iqm:.1f}" if iqm is not None else "")
-    plot_learning_curves(os.path.join(path, "learning_curve.png"),
-                         {plan.algo: (env_steps, metrics["episode_return"])}, title=title)
+    with atomic_path(os.path.join(path, "learning_curve.png")) as tmp:
+        plot_learning_curves(tmp, {plan.algo: (env_steps, metrics["episode_return"])}, title=title)
 
 
 def sweep_row(name: str, swept: dict, summ: dict) -> dict:
     fr = summ["final_return"]
     return {"name": name, "swept": swept, "iqm": fr["iqm"], "iqm_ci95": fr["iqm_ci95"], "mean": fr["mean"],
-            "mean_ci95": fr["ci95"], "num_nonfinite": fr["num_nonfinite"],
-            "env_steps_per_second": summ["env_steps_per_second"]}
+            "mean_ci95": fr["ci95"], "num_nonfinite": fr["num_nonfinite"], "num_diverged": summ["num_diverged"],
+            "diverged": summ["diverged"], "env_steps_per_second": summ["env_steps_per_second"]}
 
 
 def write_sweep(out_dir: str, info: dict, plan) -> None:
@@ -109,7 +139,8 @@ def write_sweep(out_dir: str, info: dict, plan) -> None:
     write_json(os.path.join(out_dir, "sweep.json"), info)
     text = format_table(info["table"])
     _atomic(os.path.join(out_dir, "table.txt"), lambda f: f.write((text + "\n").encode()))
-    plot_sweep(os.path.join(out_dir, "sweep.png"), info["table"], plan.algo, plan.num_seeds, plan.ranges)
+    with atomic_path(os.path.join(out_dir, "sweep.png")) as tmp:
+        plot_sweep(tmp, info["table"], plan.algo, plan.num_seeds, plan.ranges)
 
 
 def _num(v, width=9):
@@ -117,11 +148,11 @@ def _num(v, width=9):
 
 
 def format_table(rows: list) -> str:
-    """Configurations sorted by IQM of the final return, with 95% bootstrap CIs of the IQM
-    and of the mean."""
+    """Configurations sorted by IQM of the final return, with the 95% bootstrap CI of the
+    IQM beside the IQM, that of the mean beside the mean, and the diverged runs."""
     swept = sorted({k for row in rows for k in row["swept"]})
     head = f"{'rank':>4}  " + "  ".join(f"{k:>10}" for k in swept) + \
-        f"  {'IQM':>9}  {'IQM 95% CI':>21}  {'mean':>9}  {'mean 95% CI':>21}"
+        f"  {'IQM':>9}  {'95% CI of the IQM':>21}  {'mean':>9}  {'95% CI of the mean':>21}  {'diverged':>8}"
     lines = [head, "-" * len(head)]
     for i, row in enumerate(rows):
         vals = []
@@ -130,5 +161,49 @@ def format_table(rows: list) -> str:
             vals.append(f"{v:>10.4g}" if isinstance(v, float) else f"{str(v):>10}")
         ci, mci = row["iqm_ci95"], row["mean_ci95"]
         lines.append(f"{i + 1:>4}  " + "  ".join(vals) + f"  {_num(row['iqm'])}  [{_num(ci[0])}, {_num(ci[1])}]  "
-                     f"{_num(row['mean'])}  [{_num(mci[0])}, {_num(mci[1])}]")
+                     f"{_num(row['mean'])}  [{_num(mci[0])}, {_num(mci[1])}]  {row.get('num_diverged', 0):>8}")
+    lines.append("final return across seeds; CIs: 95% percentile bootstrap over seeds; diverged: runs whose loss, "
+                 "parameters or optimiser state became non-finite (summary.json lists them)")
     return "\n".join(lines)
+
+
+# ---- what a run leaves in its directory -------------------------------------------
+
+RUN_FILES = ("run.json", "checkpoints", "config.json", "metrics.npz", "summary.json", "learning_curve.png",
+             "sweep.json", "table.txt", "sweep.png")
+CONFIG_FILES = ("config.json", "metrics.npz", "summary.json", "learning_curve.png")
+_TEMP = re.compile(r"\.tmp\d+")  # atomic_path's temporary names
+
+
+def _ours(name: str, names) -> bool:
+    return name in names or any(_TEMP.sub("", name) == n for n in names)
+
+
+def previous_run(out_dir: str) -> list:
+    """What a run made by purejaxpg left in ``out_dir``, as paths relative to it: run.json,
+    checkpoints, the outputs, and the outputs inside a sweep's configuration directories
+    (``cNNN_...``); [] when there is none. Other files are not a run's."""
+    if not os.path.isdir(out_dir):
+        return []
+    found = []
+    for name in sorted(os.listdir(out_dir)):
+        path = os.path.join(out_dir, name)
+        if _ours(name, RUN_FILES):
+            found.append(name)
+        elif os.path.isdir(path) and not os.path.islink(path) and re.fullmatch(r"c\d{3}_.+", name):
+            found += [os.path.join(name, n) for n in sorted(os.listdir(path)) if _ours(n, CONFIG_FILES)]
+    return found
+
+
+def remove_previous_run(out_dir: str, paths: list) -> None:
+    """Delete what ``previous_run`` found (and nothing else), then the configuration
+    directories left empty."""
+    for rel in paths:
+        path = os.path.join(out_dir, rel)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+    for d in {os.path.dirname(rel) for rel in paths if os.path.dirname(rel)}:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(out_dir, d))  # only when empty

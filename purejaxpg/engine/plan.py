@@ -3,7 +3,10 @@ configurations of a sweep and their grouping into programs.
 
 A plan is one algorithm, the settings every configuration shares (``base``), the swept
 values of each configuration (``points``: a grid's product, random samples of ranges, or
-one empty point for a plain run), seeds, chunks and how runs are laid out on devices.
+one empty point for a plain run), seeds, chunks, checkpoints and how runs are laid out on
+devices. ``run.json`` also records the run's ``fingerprint`` (its resolved configurations,
+hyperparameters, seeds and package versions); every checkpoint carries the same
+fingerprint, and ``--resume`` and ``eval`` refuse a checkpoint whose fingerprint differs.
 ``groups`` validates every configuration with the algorithm's spec (bad input fails here,
 before anything compiles) and groups them by static config: configurations that differ
 only in traced hyperparameters share one program; each different static config is another
@@ -12,8 +15,10 @@ program.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -35,7 +40,8 @@ class Plan:
     points: tuple = ({},)  # swept values of each configuration
     num_seeds: int = 8
     seed: int = 0  # master seed: seed s of every configuration uses the same key
-    chunks: int = 1  # checkpointed pieces of the training scan
+    chunks: Optional[int] = None  # K: K equal chunks, a checkpoint after each; None: sized from measured time
+    checkpoint_every: float = 10.0  # minutes of run time between checkpoints when chunks is None (0: none)
     block: int = 0  # vmap this many runs at a time per device (0: all at once)
     preset: str = "auto"
     memory_limit_mb: float = 0.0  # refuse programs above this per device (0: half the free memory)
@@ -47,8 +53,15 @@ class Plan:
     def __post_init__(self):
         get_algo(self.algo)  # one line naming the valid algorithms
         for name in ("num_seeds", "chunks"):
-            if int(getattr(self, name)) <= 0:
+            if getattr(self, name) is not None and int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        every = float(self.checkpoint_every)
+        if not (every >= 0 and math.isfinite(every)):
+            raise ValueError(f"checkpoint_every must be a finite number of minutes >= 0 (0: no checkpoints), "
+                             f"got {self.checkpoint_every}")
+        if self.chunks is not None and every == 0:
+            raise ValueError("--chunks K saves a checkpoint after each of K chunks; it cannot be combined with "
+                             "--no-checkpoint")
         for name in ("block", "progress_every", "seed"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -70,21 +83,92 @@ class Plan:
         d["ranges"] = {k: tuple(v) for k, v in d.get("ranges", {}).items()}
         return cls(**d)
 
-    def write(self, out_dir: str) -> None:
+    def write(self, out_dir: str, fingerprint: Optional[dict] = None) -> None:
         from purejaxpg.engine.outputs import write_json
 
-        write_json(os.path.join(out_dir, RUN_FILE), self.to_json())
+        write_json(os.path.join(out_dir, RUN_FILE), {**self.to_json(), "fingerprint": fingerprint})
 
     @classmethod
     def read(cls, out_dir: str) -> "Plan":
-        path = os.path.join(out_dir, RUN_FILE)
-        if not os.path.exists(path):
-            raise ValueError(f"{out_dir} holds no {RUN_FILE}: not a run made by purejaxpg train or sweep")
+        return cls.from_json(_read_run_file(out_dir))
+
+
+def _read_run_file(out_dir: str) -> dict:
+    path = os.path.join(out_dir, RUN_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"{out_dir} holds no {RUN_FILE}: not a run made by purejaxpg train or sweep")
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        Plan.from_json(d)
+        return d
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path} is not a readable run file ({type(e).__name__}: {e})") from None
+    except ValueError as e:
+        raise ValueError(f"{path} is not a readable run file ({e})") from None
+
+
+def stored_fingerprint(out_dir: str) -> Optional[dict]:
+    """The fingerprint ``run.json`` recorded (None for a run made before fingerprints)."""
+    return _read_run_file(out_dir).get("fingerprint")
+
+
+FINGERPRINT_PACKAGES = ("purejaxpg", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax", "numpy",
+                        "orbax-checkpoint")
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple:
+    from importlib import metadata
+
+    out = {}
+    for pkg in FINGERPRINT_PACKAGES:
         try:
-            with open(path) as f:
-                return cls.from_json(json.load(f))
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
-            raise ValueError(f"{path} is not a readable run file ({type(e).__name__}: {e})") from None
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return tuple(out.items())
+
+
+def package_versions() -> dict:
+    """The versions of the packages a run's results depend on (read once per process)."""
+    return dict(_installed_versions())
+
+
+def fingerprint(plan: "Plan", group_list: list) -> dict:
+    """What a run's results depend on: every configuration's resolved static config and
+    hyperparameters, the seeds, and package versions. ``sha256`` covers all of it,
+    ``runs_sha256`` all but the versions (to say which part differs)."""
+    import hashlib
+
+    configs = {}
+    for g in group_list:
+        for c, i in enumerate(g.index):
+            configs[i] = {"config": jsonable(dataclasses.asdict(g.config)),
+                          "hparams": {k: float(v) for k, v in sorted(g.hparams[c].items())}}
+    runs = {"algo": plan.algo, "num_seeds": int(plan.num_seeds), "seed": int(plan.seed),
+            "configurations": [configs[i] for i in sorted(configs)]}
+    versions = package_versions()
+
+    def digest(x):
+        return hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()
+
+    return {"sha256": digest({"runs": runs, "versions": versions}), "runs_sha256": digest(runs), "versions": versions}
+
+
+def fingerprint_difference(expected: dict, found: dict, labels=("run.json", "the checkpoint")) -> str:
+    """In words, what differs between two fingerprints ("" when they match); ``labels``
+    name where each comes from."""
+    if not isinstance(found, dict) or "sha256" not in found:
+        return f"{labels[1]} carries no fingerprint"
+    if expected.get("sha256") == found.get("sha256"):
+        return ""
+    if expected.get("runs_sha256") != found.get("runs_sha256"):
+        return "other configurations, hyperparameters or seeds"
+    a, b = expected.get("versions", {}), found.get("versions", {})
+    diff = [f"{k} {a.get(k)} in {labels[0]}, {b.get(k)} in {labels[1]}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+    return "other package versions: " + ", ".join(diff) if diff else "another fingerprint"
 
 
 def jsonable(x):

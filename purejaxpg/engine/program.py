@@ -51,6 +51,11 @@ class Program:
     act(carry) -> Policy: what ``evaluate`` plays.
     carry_axes(carry) -> a pytree of 0 / None: the vmap axis of each leaf of a batch of
         carries (None: the same for every run, e.g. a replay buffer's write position).
+    watch(carry, metrics, i) -> a pytree (optional): what must stay finite after update
+        ``i`` (parameters, optimiser state, losses, gradient norms); the runner records, per
+        run, the first update after which any of it is NaN or infinite. Default: the whole
+        carry. A program with large buffers in its carry should watch only its parameters
+        and optimiser state (checked after every update).
     """
 
     config: Any
@@ -62,6 +67,11 @@ class Program:
     env_steps_per_update: int
     carry_axes: Optional[Callable] = None
     scratch_bytes: int = 0  # per run: the largest temporaries of one update (memory estimate)
+    watch: Optional[Callable] = None
+
+    def watched(self, carry, metrics, i):
+        """What must stay finite after update ``i`` (``watch``, or the whole carry)."""
+        return carry if self.watch is None else self.watch(carry, metrics, i)
 
     def axes(self, carry):
         if self.carry_axes is None:

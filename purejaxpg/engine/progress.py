@@ -56,7 +56,16 @@ class ProgressBar:
             self._bar.set_postfix_str(f"{sps:,.0f} steps/s, return {ret}", refresh=False)
         self.done = max(self.done, done)
 
-    def close(self) -> None:
+    def write(self, message: str) -> None:
+        """A line on stderr that the bar does not overwrite."""
         if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self, leave: bool = True) -> None:
+        """``leave`` False: erase the bar (a stopped run's last line is its stop message)."""
+        if self._bar is not None:
+            self._bar.leave = leave
             self._bar.close()
             self._bar = None

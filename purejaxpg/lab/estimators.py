@@ -262,9 +262,12 @@ def summarize(samples: np.ndarray, target: np.ndarray) -> dict:
 
 def run_lab(mdp: str = "random", num_states: int | None = None, num_actions: int | None = None,
             batch_sizes=(4, 16, 64), k: int = 200, seed: int = 0, lam: float = 0.95, clip_eps: float = 0.2,
-            theta_scale: float = 1.0, truncation_tol: float = 1e-6, **mdp_kwargs) -> dict:
+            theta_scale: float = 1.0, truncation_tol: float = 1e-6, natural: bool = True, off_policy: bool = True,
+            **mdp_kwargs) -> dict:
     """Run the lab; returns the dict written to ``lab.json``. ``mdp_kwargs`` go to the
-    environment's factory (see ``make_problem``)."""
+    environment's factory (see ``make_problem``). ``natural``: add the natural-gradient
+    section (``lab.natural``); ``off_policy``: the off-policy estimators (``lab.offpolicy``,
+    K = ``k`` batches of the largest batch size)."""
     batch_sizes = tuple(int(b) for b in batch_sizes)
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch sizes must be positive integers, got {batch_sizes}")
@@ -295,7 +298,16 @@ def run_lab(mdp: str = "random", num_states: int | None = None, num_actions: int
         estimators[name]["variance_ratio_to_whole"] = [
             v / w for v, w in zip(estimators[name]["variance"], estimators["whole"]["variance"])]
     m = problem.mdp
-    return {
+    extra = {}
+    if natural:
+        from purejaxpg.lab.natural import run_natural
+
+        extra["natural"] = run_natural(problem, seed=seed)
+    if off_policy:
+        from purejaxpg.lab.offpolicy import run_offpolicy
+
+        extra["off_policy"] = run_offpolicy(problem, exact, batch_size=max(batch_sizes), k=k, seed=seed)
+    return {**extra, 
         "mdp": mdp,
         "env": problem.env_name,
         "env_kwargs": problem.env_kwargs,

@@ -240,3 +240,47 @@ def horizon_for(mdp: MDP, pi: jax.Array, tol: float = 1e-6, max_horizon: int = 5
                          f"{surv[-1]:.2e} > {tol:g}; the exact J assumes they end")
     H = max(int(below[0]), 1)
     return H, float(surv[H])
+
+
+# ---------------------------------------------------------------------------------------
+# The Fisher information of a tabular softmax policy and the natural gradient
+# ---------------------------------------------------------------------------------------
+
+
+def weighted_kl(mdp: MDP, theta0: jax.Array, discount=None):
+    """theta -> sum_s d(s) KL(pi0(.|s) || pi_theta(.|s)) with pi0 = softmax(theta0) and its
+    discounted visitation d (``visitation``) held fixed: the KL whose Hessian at theta0 is
+    ``exact_fisher`` (so ``core.natural.fisher_vector_product`` of it gives exact F v)."""
+    pi0 = softmax_policy(theta0)
+    d = visitation(mdp, pi0, discount)
+    log_pi0 = jax.nn.log_softmax(theta0, axis=-1)
+
+    def kl(theta):
+        return jnp.sum(d[:, None] * pi0 * (log_pi0 - jax.nn.log_softmax(theta, axis=-1)))
+
+    return kl
+
+
+def exact_fisher(mdp: MDP, theta: jax.Array, discount=None) -> jax.Array:
+    """F = sum_s d(s) sum_a pi(a|s) grad log pi(a|s) grad log pi(a|s)^T for pi = softmax(theta),
+    over theta flattened row-major: [S*A, S*A]. d is the unnormalised discounted visitation
+    of ``theorem_grad`` (grad J = sum_s d(s) sum_a pi grad log pi Q), so F^+ grad J is the
+    natural gradient in the metric of the same state weighting (Kakade 2001). Singular:
+    per-state constant shifts of theta do not change pi, and unvisited states have d = 0."""
+    S, A = theta.shape
+    pi = softmax_policy(theta)
+    d = visitation(mdp, pi, discount)
+    score = jax.jacobian(lambda th: jax.nn.log_softmax(th, axis=-1))(theta).reshape(S, A, S * A)
+    return jnp.einsum("s,sa,saj,sak->jk", d, pi, score, score)
+
+
+def natural_grad_closed_form(mdp: MDP, theta: jax.Array) -> jax.Array:
+    """F^+ grad J for the tabular softmax in closed form: the advantage A(s, a) centred over
+    the actions of each visited state (F_s = d(s)(diag pi_s - pi_s pi_s^T), grad J_s = d(s)
+    pi_s * A_s, and sum_a pi A = 0 make A_s a solution; the pseudo-inverse's minimum-norm
+    solution removes its component along the null vector 1), 0 where d(s) = 0. [S, A]."""
+    pi = softmax_policy(theta)
+    V = evaluate(mdp, pi)
+    A = q_values(mdp, V) - V[:, None]
+    d = visitation(mdp, pi)
+    return jnp.where(d[:, None] > 0, A - A.mean(-1, keepdims=True), 0.0)

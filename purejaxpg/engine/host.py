@@ -1,0 +1,54 @@
+"""Process settings the command line and the runner apply before JAX's backend starts: the
+jaxlib 0.10 CPU workarounds (``compat.configure``) and, on a CPU, one XLA device per core.
+
+XLA runs a CPU program's operations on one core at a time here (the intra-op thread pool is
+off, ``compat``), so one CPU device uses one core. Splitting the host into as many XLA
+devices as it has cores (``--xla_force_host_platform_device_count``) lets the runner shard
+its runs over all of them, still one SPMD program (engine.batch). The number: ``devices``
+if given (``--host-devices N``; 1 keeps one device), else ``PUREJAXPG_HOST_DEVICES``, else
+the cores this process may use. Nothing changes where the user set the XLA flag, where the
+backend is not the CPU, or once the backend has started (then a request for a device count
+that cannot take effect warns).
+
+A run's floats depend on how many runs one device holds (XLA compiles a reduction for the
+vmapped batch size), so the same command on machines with different core counts agrees to
+rounding, not bit for bit, unless ``--block K`` fixes the runs vmapped at a time
+(engine.batch); with ``--block`` the results are the same on any number of devices.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+from purejaxpg.engine import compat
+
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+DEVICES_ENV = "PUREJAXPG_HOST_DEVICES"
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure(devices: Optional[int] = None) -> dict:
+    """Apply the process settings (see the module docstring); idempotent. Returns what
+    changed: compat's settings and ``{"host_devices": n}`` when the device count was set."""
+    changed = compat.configure()
+    wanted = devices if devices is not None else int(os.environ.get(DEVICES_ENV, 0) or 0) or None
+    if DEVICE_FLAG in os.environ.get("XLA_FLAGS", "") or compat.default_platform(start_backend=False) != "cpu":
+        return changed
+    n = wanted if wanted is not None else cores()
+    if n <= 1:
+        return changed
+    if compat.backends_started():
+        if wanted is not None:
+            warnings.warn(f"{n} host devices were asked for after JAX's backend started; the process keeps its "
+                          f"devices", RuntimeWarning, stacklevel=2)
+        return changed
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {DEVICE_FLAG}={n}".strip()
+    return {**changed, "host_devices": n}
