@@ -191,6 +191,14 @@ def child(args) -> dict:
             "final_returns": finals, "hidden": list(hidden), "activation": activation, **extra}
 
 
+def uptime() -> str:
+    """``uptime``'s line (time, load averages), or the load averages where it is missing."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def iqm(xs):
     xs = sorted(xs)
     n = len(xs)
@@ -246,7 +254,9 @@ def print_table(result: dict) -> None:
               f"{r['wall_excl_compile_seconds']:>16.0f} {r['env_steps_per_second']:>12,.0f} "
               f"{r['final_return_mean']:>11.1f} {r['final_return_iqm']:>7.1f} {r['final_return_min']:>7.1f}")
     print(f"machine {result['machine']['cpu']} x {result['machine']['cores']}; commit {result['commit']}; "
-          f"load {result['load_first'][0]:.1f} at start")
+          f"{result['started']} to {result['finished']}")
+    print(f"uptime at start: {result['uptime_first']}")
+    print(f"uptime at end:   {result['uptime_last']}")
 
 
 def main(argv=None) -> int:
@@ -273,6 +283,8 @@ def main(argv=None) -> int:
         raise SystemExit("needs the mujoco extra: pip install -e '.[mujoco]'")
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     load_first = os.getloadavg()
+    uptime_first = uptime()
+    print(f"started {started}; uptime: {uptime_first}", flush=True)
     runs = []
     for rep in range(args.repeats):
         for seeds in [int(x) for x in args.seeds.split(",")]:
@@ -283,7 +295,8 @@ def main(argv=None) -> int:
 
     result = {"algo": args.algo, "env": args.env, "preset": args.preset, "repeats": args.repeats,
               "started": started, "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(), "load_first": list(load_first), "commit": git_commit(),
+              "machine": machine(), "load_first": list(load_first), "uptime_first": uptime_first,
+              "uptime_last": uptime(), "commit": git_commit(),
               "command": "python benchmarks/physics_side_by_side.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "versions": {m: metadata.version(m) for m in ("jax", "jaxlib", "brax", "mujoco", "mujoco-mjx",
                                                            "playground")},

@@ -94,40 +94,59 @@ def test_unknown_tasks_and_options_list_the_valid_ones():
 def test_playground_time_limit_and_reset():
     """CartpoleBalance with a 5-step limit: the 5th step truncates (never terminates), its
     final observation is the task's own next observation, and the observation returned is
-    that of a fresh reset with the step's key."""
+    that of a fresh reset with the step's key. One compiled program (the MJX step compiles in
+    tens of seconds on a CPU; run eagerly it takes as long per call)."""
     from mujoco_playground import registry
 
     venv = VecEnv("playground/CartpoleBalance@episode_length=5", 3)
     raw = registry.load("CartpoleBalance", config_overrides={"impl": "jax"})
     assert venv.obs_shape == (5,) and venv.action_spec.num_actions == 1 and venv.max_episode_steps == 5
-    obs, state = venv.reset(jax.random.PRNGKey(0))
-    step = jax.jit(venv.step)
     action = jnp.full((3, 1), 0.3)
-    for i in range(5):
-        inner = jax.vmap(venv.env.task_state)(state.env_state)
-        key = jax.random.PRNGKey(i)
-        obs, state, reward, term, trunc, info = step(key, state, action)
-        expected = jax.vmap(raw.step)(inner, action)
-        assert not term.any() and (trunc == (i == 4)).all()
-        np.testing.assert_allclose(info["final_observation"], expected.obs, rtol=1e-5, atol=1e-6)
-    fresh = jax.vmap(venv.env.reset)(jax.random.split(jax.random.PRNGKey(4), 3))[0]
-    np.testing.assert_allclose(obs, fresh, rtol=1e-6)
-    assert not np.allclose(obs, info["final_observation"])
-    assert (info["episode_length"] == 5).all() and (info["episode_return"] > 4.0).all()
+
+    @jax.jit
+    def run():
+        _, state = venv.reset(jax.random.PRNGKey(0))
+
+        def body(state, i):
+            inner = jax.vmap(venv.env.task_state)(state.env_state)
+            obs, state, reward, term, trunc, info = venv.step(jax.random.PRNGKey(i), state, action)
+            expected = jax.vmap(raw.step)(inner, action).obs
+            return state, (obs, term, trunc, info["final_observation"], expected, info["episode_length"],
+                           info["episode_return"])
+
+        _, out = jax.lax.scan(body, state, jnp.arange(5))
+        fresh = jax.vmap(venv.env.reset)(jax.random.split(jax.random.PRNGKey(4), 3))[0]
+        return out, fresh
+
+    (obs, term, trunc, final, expected, length, ret), fresh = jax.tree.map(np.asarray, run())
+    assert not term.any() and (trunc == (np.arange(5) == 4)[:, None]).all()
+    np.testing.assert_allclose(final, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(obs[4], fresh, rtol=1e-6)
+    np.testing.assert_allclose(obs[:4], final[:4])  # no reset before the limit
+    assert not np.allclose(obs[4], final[4])
+    assert (length[4] == 5).all() and (ret[4] > 4.0).all()
 
 
 @needs_brax
 def test_brax_termination_is_not_a_truncation():
     """inverted_pendulum pushed one way falls over (|angle| > 0.2): a termination, reported
-    with the fallen observation; the next observation is upright again."""
+    with the fallen observation; the next observation is upright again. One compiled program
+    of 100 steps."""
     venv = VecEnv("brax/inverted_pendulum", 2)
-    obs, state = venv.reset(jax.random.PRNGKey(0))
-    step = jax.jit(venv.step)
-    for i in range(200):
-        obs, state, reward, term, trunc, info = step(jax.random.PRNGKey(i), state, jnp.ones((2, 1)))
-        assert not trunc.any()
-        if term.any():
-            break
-    assert term.all(), i
-    assert (np.abs(info["final_observation"][:, 1]) > 0.2).all() and (np.abs(obs[:, 1]) < 0.05).all()
-    assert (info["episode_length"] == i + 1).all()
+
+    @jax.jit
+    def run():
+        _, state = venv.reset(jax.random.PRNGKey(0))
+
+        def body(state, i):
+            obs, state, reward, term, trunc, info = venv.step(jax.random.PRNGKey(i), state, jnp.ones((2, 1)))
+            return state, (obs, term, trunc, info["final_observation"], info["episode_length"])
+
+        return jax.lax.scan(body, state, jnp.arange(100))[1]
+
+    obs, term, trunc, final, length = jax.tree.map(np.asarray, run())
+    assert not trunc.any() and term.any(axis=0).all()
+    i = int(np.argmax(term.any(axis=1)))  # the first step at which one of them fell
+    assert term[i].all(), term[i]  # same start and push: both fall at once
+    assert (np.abs(final[i, :, 1]) > 0.2).all() and (np.abs(obs[i, :, 1]) < 0.05).all()
+    assert (np.abs(obs[:i, :, 1]) <= 0.2).all() and (length[i] == i + 1).all()
