@@ -259,7 +259,7 @@ def print_table(result: dict) -> None:
     print(f"uptime at end:   {result['uptime_last']}")
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algo", choices=("ppo", "sac"), default="ppo")
     p.add_argument("--env", default="playground/CartpoleBalance")
@@ -271,7 +271,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--child", choices=("purejaxpg", "brax"), help=argparse.SUPPRESS)
     p.add_argument("--seeds-child", type=int, default=1, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     if args.child:
         args.side, args.seeds = args.child, args.seeds_child
         with open(args.out, "w") as f:

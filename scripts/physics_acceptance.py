@@ -45,12 +45,16 @@ RUNS = {
 }
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=sorted(RUNS), default=None)
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "physics-acceptance"))
     p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "physics_acceptance.json"))
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     results, ok = {}, True
     for name, spec in RUNS.items():
         if args.only and name != args.only:

@@ -12,7 +12,7 @@ presets:
 * ``playground/*``: a CPU-sized version, the automatic choice for every ``playground/TASK``:
   fewer environments, smaller networks and budgets, the published discount, learning rate,
   entropy cost, clip range and normalisation kept. Measured on CartpoleBalance only
-  (README, "MuJoCo Playground and Brax"); other tasks need more steps than its budget.
+  (docs/environments.md); other tasks may need more steps than its budget.
 
 Tasks whose published settings differ from the family's (discount 0.95 for BallInCup and
 FingerSpin; longer PPO budgets for the Acrobot, Swimmer and WalkerRun tasks; SAC budgets)
