@@ -271,6 +271,9 @@ def cmd_list(argv) -> int:
 
     print("algorithms:   " + ", ".join(algo_names()))
     print("environments: " + ", ".join(env_names()))
+    from purejaxpg.envs.suites import describe  # imports no suite: says whether each is installed
+
+    print("suites:       " + "\n              ".join(describe()))
     presets = [f"{n}/{e}" for n in algo_names() for e in get_algo(n).presets]
     print("presets:      " + (", ".join(presets) or "(none)"))
     return 0

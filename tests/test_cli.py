@@ -126,8 +126,9 @@ def test_ppo_with_the_kl_surrogate_trains(tmp_path, capsys):
 def test_list_names_algorithms_environments_and_presets(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["algorithms", "environments", "presets"]
+    lines = [line for line in out.splitlines() if not line.startswith(" ")]  # a suite's tasks are indented
+    assert [line.split(":")[0] for line in lines] == ["algorithms", "environments", "suites", "presets"]
+    assert "playground/TASK" in lines[2] and "brax/TASK" in out
     for name in ("reinforce", "a2c", "ppo", "sac"):
         assert name in lines[0]
     for name in ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "Breakout-MinAtar", "Tabular-Random"):

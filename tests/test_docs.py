@@ -19,7 +19,7 @@ whole; a page's commands and blocks run in their order, in a fresh directory per
   extras they name must exist in pyproject.toml.
 
 A ``text`` block is not run (the multi-process commands of sweeps-and-devices.md, which
-``tests/test_distributed.py`` runs as two processes).
+``tests/test_distributed.py`` runs as two processes); nor are the pages of ``ELSEWHERE``.
 
 Each page runs in its own process with XLA's backend optimisations off: what is checked is
 that the commands run, not their numbers, and that about halves the compile time of each
@@ -33,8 +33,11 @@ import sys
 import pytest
 from docs_runner import ROOT, blocks
 
+# Pages whose commands another test checks instead, and why.
+ELSEWHERE = {"docs/physics.md": "MJX programs take minutes to compile on a CPU: tests/test_physics_doc.py parses and "
+                                "validates each command, tests/test_physics_learning.py trains CartpoleBalance"}
 PAGES = ["README.md"] + sorted(os.path.join("docs", p) for p in os.listdir(os.path.join(ROOT, "docs"))
-                               if p.endswith(".md"))
+                               if p.endswith(".md") and os.path.join("docs", p) not in ELSEWHERE)
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 

@@ -142,3 +142,11 @@ PRESETS["impala"] = {
                            "total_timesteps": 10_000_000}
        for game in ("Breakout", "Asterix", "Freeway", "SpaceInvaders", "Seaquest")},
 }
+
+# ---- MuJoCo Playground and Brax (playground/TASK, brax/NAME): presets_physics.py -----------
+# Playground's published DM Control settings and CPU-sized versions, one per task family;
+# the tables become ``Presets``, which also answer for env names with options and suite tasks.
+from purejaxpg.algos.presets_physics import Presets, physics_presets
+
+for _algo in ("ppo", "ppo-kl", "sac"):
+    PRESETS[_algo] = Presets({**PRESETS[_algo], **physics_presets(_algo)})

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from purejaxpg.envs.suites import SUITES, suite_of
+
 # MNISTBandit needs a data download; everything else in gymnax works offline.
 _UNAVAILABLE = {"MNISTBandit-bsuite": "needs a dataset download"}
 
@@ -66,13 +68,18 @@ def check_env_name(name: str) -> None:
     """Raise ``ValueError`` naming the valid choices if ``name`` is not usable."""
     if name in _UNAVAILABLE:
         raise ValueError(f"environment {name!r} is not supported: {_UNAVAILABLE[name]}")
+    suite = suite_of(name)
+    if suite is not None:  # playground/..., brax/...: imports the suite only now (envs/suites.py)
+        suite.load().check(name)
+        return
     if ":" in name:
         _user_env(name)
         return
     valid = env_names()
     if name not in valid:
         raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(valid)}, or module:attribute "
-                         f"(your own gymnax-style environment)")
+                         f"(your own gymnax-style environment), or {' or '.join(p + '/TASK' for p in SUITES)} "
+                         f"(`purejaxpg list` shows the tasks)")
 
 
 def _split(params, kwargs: dict) -> tuple:
@@ -111,7 +118,8 @@ def _user_env(name: str):
 
 def make_env(name: str, **kwargs: Any):
     """Build an environment and its parameters: a gymnax name, a name added with
-    ``register_env``, or ``module:attribute`` (your own gymnax-style environment).
+    ``register_env``, ``module:attribute`` (your own gymnax-style environment), or a suite's
+    ``playground/TASK`` / ``brax/NAME`` (options after ``@``: ``purejaxpg.envs.suites``).
 
     Keyword arguments that name a field of the environment's ``EnvParams`` (for example
     ``max_steps_in_episode``) replace that parameter; the rest go to the constructor.
@@ -119,6 +127,8 @@ def make_env(name: str, **kwargs: Any):
     import gymnax
 
     check_env_name(name)
+    if suite_of(name) is not None:
+        return suite_of(name).load().make(name, **kwargs)
     if ":" in name:
         return _user_env(name)(**kwargs)
     if name in _REGISTRY:
