@@ -91,6 +91,9 @@ def _run_parser(command: str, algo):
     run.add_argument("--host-devices", type=_typed(int, "host_devices"), default=None, metavar="N",
                      help="on a CPU, split it into N XLA devices and shard the runs over them (default: one per "
                           "core; 1: one device)")
+    run.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                     help="JAX's persistent compilation cache: a second identical run skips XLA's compile (default: "
+                          "$PUREJAXPG_COMPILE_CACHE, else ~/.cache/purejaxpg/jax; off: none)")
     run.add_argument("--log", action="append", default=[], metavar="BACKEND",
                      help="stream metrics to tensorboard, wandb, mlflow or csv (repeatable; optional extra: "
                           "pip install -e '.[track]')")
@@ -116,6 +119,7 @@ def _resume_parser(command: str):
     p.add_argument("--json", action="store_true")
     p.add_argument("--stop-on-nan", action="store_true",
                    help="stop at the next chunk boundary once a run has diverged")
+    p.add_argument("--compile-cache", default=None, metavar="DIR|off", help="as for a new run")
     _distributed().add_arguments(p)
     return p
 
@@ -358,6 +362,18 @@ def cmd_eval(argv) -> int:
     return 0
 
 
+def _compile_cache(argv):
+    """The value of ``--compile-cache`` in ``argv`` (read before argparse, like
+    ``--host-devices``: it must act before the first compile), or None."""
+    for i, a in enumerate(argv):
+        if a.split("=")[0] == "--compile-cache":
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            if not value.strip() or value.startswith("--"):
+                raise ValueError("--compile-cache needs a directory or off")
+            return value
+    return None
+
+
 def _host_devices(argv):
     """The value of ``--host-devices`` in ``argv`` (read before argparse: it must act before
     JAX's backend starts), or None."""
@@ -378,10 +394,11 @@ def main(argv=None) -> int:
         print(__doc__.strip() if argv else usage)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
-    from purejaxpg.engine import host
+    from purejaxpg.engine import cache, host
 
     try:  # before anything starts JAX's backend: the jaxlib 0.10 CPU settings, one device per core
         host.configure(_host_devices(rest))
+        cache.configure(_compile_cache(rest))  # before the first compile
     except ValueError as e:
         print(f"purejaxpg: error: {e}", file=sys.stderr)
         return 2

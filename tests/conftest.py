@@ -10,6 +10,19 @@ os.environ.setdefault("JAX_PLATFORMS", _platform if _platform == "cpu" else f"{_
 # devices set XLA_FLAGS themselves).
 os.environ.setdefault("PUREJAXPG_HOST_DEVICES", "1")
 
-from purejaxpg.engine import host
+# JAX's persistent compilation cache (engine.cache): never the user's own directory, a fresh one
+# for this session, shared with the CLI processes tests start (PUREJAXPG_COMPILE_CACHE=DIR or
+# off, given from outside, is kept). tests/test_cache.py checks that a second run hits it.
+if "PUREJAXPG_COMPILE_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache_dir = tempfile.mkdtemp(prefix="purejaxpg-test-compile-cache-")
+    os.environ["PUREJAXPG_COMPILE_CACHE"] = _cache_dir
+    atexit.register(shutil.rmtree, _cache_dir, True)
+
+from purejaxpg.engine import cache, host
 
 host.configure()  # the jaxlib 0.10 CPU settings, before JAX's backend starts (as the CLI does)
+cache.configure()

@@ -13,9 +13,11 @@ for a reduction depends on the vmapped batch size).
 The runner's chunks go through one compiled function, ``Batch.steps``: a loop over updates
 of the batched update whose length ``n`` is an argument (up to ``capacity``), so chunks of
 any length reuse one program; its results are those of a ``lax.scan`` of ``n`` updates
-(``Batch.chunk(n)``), bit for bit. Progress can be reported once per update for all runs:
-the runner's ``report(i, metrics)`` is called on the host from inside the program, with
-every run's metrics ([padded runs] each, gathered from all devices), about 20 times per run.
+(``Batch.chunk(n)``), bit for bit. ``steps`` has no host callback, so JAX's persistent
+compilation cache keeps it (engine.cache); the runner reports progress from the host
+between calls. ``Batch.chunk`` can still report from inside the program: ``report(i,
+metrics)`` is called on the host through ``jax.debug.callback`` with every run's metrics
+([padded runs] each, gathered from all devices), about 20 times per run.
 
 The loop also records, per run, the first update after which anything the program watches
 (``Program.watch``: parameters, optimiser state, losses) is non-finite: ``first_nonfinite``,
@@ -114,6 +116,8 @@ class Batch:
     capacity: int = 0  # the most updates one call of ``steps`` runs
     _steps: Optional[Callable] = None
     _steps_compiled: Any = None
+    _init_compiled: Any = None
+    _evaluate_compiled: Any = None
 
     @property
     def num_runs(self) -> int:
@@ -134,6 +138,22 @@ class Batch:
             first = jax.ShapeDtypeStruct((self.padded,), jnp.int32, sharding=self.keys.sharding)
             self._steps_compiled = self._steps.lower(self.abstract, self.hparams, scalar, scalar, first).compile()
         return self._steps_compiled
+
+    def init_compiled(self):
+        """The compiled ``init``: (keys, hparams) -> carry."""
+        if self._init_compiled is None:
+            self._init_compiled = self.init.lower(self.keys, self.hparams).compile()
+        return self._init_compiled
+
+    def evaluate_compiled(self):
+        """The compiled ``evaluate``: carry -> [padded, num_eval_episodes]."""
+        if self._evaluate_compiled is None:
+            self._evaluate_compiled = self.evaluate.lower(self.abstract).compile()
+        return self._evaluate_compiled
+
+    def compiled(self) -> dict:
+        """The three compiled programs of a run, compiled now where they are not yet."""
+        return {"init": self.init_compiled(), "steps": self.steps(), "evaluate": self.evaluate_compiled()}
 
     def no_nonfinite(self):
         """``first_nonfinite`` of runs that have not started: -1 everywhere."""
@@ -176,11 +196,16 @@ def nonfinite(tree):
 
 
 def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: int = 0,
-            report: Optional[Callable] = None, every: int = 1, capacity: int = 0) -> Batch:
+            report: Optional[Callable] = None, every: int = 1, capacity: int = 0, shapes: Optional[tuple] = None,
+            compiled: Optional[dict] = None) -> Batch:
     """The batch of ``len(hparams)`` configurations x ``num_seeds`` seeds of ``program``
-    (nothing compiled yet). ``report(i, metrics)``: called on the host after update ``i``
-    when ``(i + 1) % every == 0`` or at the last update, metrics {name: [padded]}.
-    ``capacity``: the longest chunk ``Batch.steps`` runs (default: the whole run)."""
+    (nothing compiled yet). ``report(i, metrics)``: called on the host by ``Batch.chunk``'s
+    programs (not ``steps``) after update ``i`` when ``(i + 1) % every == 0`` or at the
+    last update, metrics {name: [padded]}.
+    ``capacity``: the longest chunk ``Batch.steps`` runs (default: the whole run).
+    ``shapes``: ``program_shapes(program, hparam names)`` if already known; ``compiled``:
+    the ``Batch.compiled()`` of this same batch made earlier (engine.cache stores them):
+    then nothing is traced."""
     C, S = len(hparams), int(num_seeds)
     B = C * S
     mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
@@ -194,8 +219,7 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
     batch, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
     keys = _global(keys_host, batch)
     hps = {k: _global(v, batch) for k, v in hp_host.items()}
-    one = jax.eval_shape(program.init, jax.ShapeDtypeStruct((2,), jnp.uint32),
-                         {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hp_host})
+    one, run_metrics = shapes or program_shapes(program, list(hp_host))
     axes = program.axes(one)
     carry_sharding = jax.tree_util.tree_map(lambda a: repl if a is None else batch, axes, is_leaf=_is_none)
     specs = jax.tree_util.tree_map(lambda a: P() if a is None else P(AXIS), axes, is_leaf=_is_none)
@@ -226,8 +250,6 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
                        out_shardings=(carry_sharding, batch), donate_argnums=donate)
 
     capacity = int(capacity) or program.num_updates
-    run_metrics = jax.eval_shape(program.update, one, {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hp_host},
-                                 jax.ShapeDtypeStruct((), jnp.int32))[1]
 
     def watched_update(carry, hp, i):
         carry, metrics = program.update(carry, hp, i)
@@ -243,10 +265,6 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
             j, c, bufs, first = state
             i = start + j
             c, m, bad = checked(c, hp, i)
-            if report is not None:
-                everything = jax.lax.all_gather(m, AXIS, tiled=True) if D > 1 else m
-                now = (((i + 1) % every == 0) | (i == last)) & (jax.lax.axis_index(AXIS) == 0)
-                jax.lax.cond(now, lambda: jax.debug.callback(report, i, everything), lambda: None)
             first = jnp.where((first < 0) & bad, i, first)
             bufs = {k: jax.lax.dynamic_update_index_in_dim(bufs[k], m[k], j, 0) for k in bufs}
             return j + 1, c, bufs, first
@@ -260,6 +278,20 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
                        out_shardings=(carry_sharding, batch, batch), donate_argnums=donate)
     evaluate = jax.jit(sharded(blocked_vmap(program.evaluate, (axes,), 0, block), (specs,), P(AXIS)),
                        out_shardings=batch)
-    abstract = jax.eval_shape(init, keys, hps)
+    if compiled:
+        abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                          compiled["init"].out_info)
+    else:
+        abstract = jax.eval_shape(init, keys, hps)
+    compiled = compiled or {}
     return Batch(program, C, S, D, padded, keys, hps, init, evaluate, abstract, axes, repl, chunk_fn, {},
-                 capacity, steps_fn)
+                 capacity, steps_fn, compiled.get("steps"), compiled.get("init"), compiled.get("evaluate"))
+
+
+def program_shapes(program: Program, hparam_names) -> tuple:
+    """(carry, metrics) shapes of one run of ``program``: ``init``'s output and one
+    ``update``'s metrics (traced, nothing compiled)."""
+    hp = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hparam_names}
+    one = jax.eval_shape(program.init, jax.ShapeDtypeStruct((2,), jnp.uint32), hp)
+    metrics = jax.eval_shape(program.update, one, hp, jax.ShapeDtypeStruct((), jnp.int32))[1]
+    return one, metrics

@@ -38,12 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from purejaxpg.algos import get_algo
-from purejaxpg.engine import host, memory, outputs, tracking
-from purejaxpg.engine.batch import Batch, _global, prepare, to_host
+from purejaxpg.engine import cache, host, memory, outputs, tracking
+from purejaxpg.engine.batch import Batch, _global, prepare, program_shapes, to_host
 from purejaxpg.engine.plan import (
     Group,
     Plan,
@@ -99,6 +98,24 @@ class Chunker:
         n, dt = self.last
         per_update = max(dt, 1e-9) / n
         return int(max(1, min(left, GROWTH * n, math.floor(self.seconds / per_update))))
+
+
+def report_due(i: int, every: int, num_updates: int) -> bool:
+    """Whether progress is reported after update ``i``: every ``every`` updates and after the
+    last one."""
+    return (i + 1) % every == 0 or i == num_updates - 1
+
+
+def pieces(start: int, n: int, every: int, num_updates: int) -> list:
+    """Updates ``start .. start + n - 1`` as [(first, end)) pieces that end where progress is
+    reported (``report_due``): the runner runs a chunk piece by piece and reports from the host
+    between them, so that the chunk program has no host callback (JAX's persistent cache
+    does not keep programs with callbacks) and is the same program with or without
+    progress. The pieces' results are those of the whole chunk, bit for bit."""
+    end = start + n
+    cuts = sorted({e for e in range((start // every + 1) * every, end + 1, every)} | {end} |
+                  ({num_updates} if start < num_updates <= end else set()))
+    return list(zip([start] + cuts[:-1], cuts))
 
 
 class _Stop:
@@ -287,11 +304,10 @@ def _checkpoints(out_dir, gi):
     return CheckpointStore(os.path.join(out_dir, "checkpoints", f"group{gi}"))
 
 
-def _check_memory(program, hparam_names, num_runs: int, block: int, limit_mb: float, chunk: int) -> dict:
-    """engine.memory's check, from the shapes of one run."""
-    hp = {k: jax.ShapeDtypeStruct((), jnp.float32) for k in hparam_names}
-    one = jax.eval_shape(program.init, jax.ShapeDtypeStruct((2,), jnp.uint32), hp)
-    metrics = jax.eval_shape(program.update, one, hp, jax.ShapeDtypeStruct((), jnp.int32))[1]
+def _check_memory(program, hparam_names, num_runs: int, block: int, limit_mb: float, chunk: int,
+                  shapes: Optional[tuple] = None) -> dict:
+    """engine.memory's check, from the shapes of one run (``program_shapes``)."""
+    one, metrics = shapes or program_shapes(program, hparam_names)
     d = jax.device_count()
     est = memory.estimate(one, program.scratch_bytes, len(metrics), chunk, memory.per_device(num_runs, d, block))
     memory.check(est, one, num_runs, d, memory.shared_limit_mb(limit_mb))
@@ -314,24 +330,49 @@ def _restore(store, batch: Batch, fp: Optional[dict], delete_unreadable: bool, l
     return restored
 
 
-def check_group(plan: Plan, group: Group) -> tuple:
-    """(program, fixed chunk lengths or None, chunk capacity, memory estimate) of one group;
-    refuses (one line) a program above the memory limit. Nothing compiles."""
+@dataclass
+class Checked:
+    """What ``check_group`` found out about a group before anything is written."""
+
+    program: Any
+    fixed: Optional[list]  # fixed chunk lengths (None: sized from measured time)
+    capacity: int  # the longest chunk
+    memory: dict  # engine.memory's estimate
+    key: Optional[str]  # of its stored programs (engine.cache; None: not stored)
+    stored: Optional[dict]  # the programs an earlier process stored under ``key``
+    shapes: tuple  # program_shapes: one run's carry and metrics
+    seconds: float  # spent tracing shapes and reading the stored programs (counted as compile time)
+    counters: dict  # cache.delta: what was traced and read meanwhile
+
+
+def check_group(plan: Plan, group: Group) -> Checked:
+    """The program, chunking, memory estimate and stored programs of one group; refuses
+    (one line) a program above the memory limit. Nothing compiles. Where an earlier process
+    stored this group's programs (engine.cache), nothing is traced either."""
+    t0, counters = time.perf_counter(), cache.snapshot()
     program = get_algo(plan.algo).make_program(group.config)
     U = program.num_updates
     fixed = chunk_lengths(U, plan.chunks) if plan.chunks else None
     capacity = max(fixed) if fixed else U
     num_runs = len(group.hparams) * plan.num_seeds
-    mem = _check_memory(program, group.hparams[0], num_runs, plan.block, plan.memory_limit_mb, capacity)
-    return program, fixed, capacity, mem
+    key = cache.program_key(plan, group.config, {
+        "program": "runner", "hparams": sorted(group.hparams[0]), "configs": len(group.hparams),
+        "seeds": plan.num_seeds, "block": plan.block, "capacity": capacity})
+    stored = cache.load_programs(key)
+    shapes = stored["shapes"] if stored else program_shapes(program, list(group.hparams[0]))
+    mem = _check_memory(program, group.hparams[0], num_runs, plan.block, plan.memory_limit_mb, capacity, shapes)
+    return Checked(program, fixed, capacity, mem, key, stored, shapes, time.perf_counter() - t0,
+                   cache.delta(counters))
 
 
 def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume: bool,
               stop_after: Optional[int], log: Callable, quiet: bool, stop: _Stop = None, fp: Optional[dict] = None,
-              stop_on_nan: bool = False, warn: Callable = None, checked: Optional[tuple] = None) -> GroupResult:
+              stop_on_nan: bool = False, warn: Callable = None, checked: Optional[Checked] = None) -> GroupResult:
     stop = stop or _Stop(saving=False)
     warn = warn or log
-    program, fixed, capacity, mem = checked or check_group(plan, group)
+    checked = checked or check_group(plan, group)
+    program, fixed, capacity, mem = checked.program, checked.fixed, checked.capacity, checked.memory
+    stored = checked.stored
     U = program.num_updates
     num_runs = len(group.hparams) * plan.num_seeds
     saving = out_dir is not None and (fixed is not None or plan.checkpoint_every > 0)
@@ -345,11 +386,12 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
         for t in trackers:
             t.report(i, metrics)
 
-    batch = prepare(program, group.hparams, plan.num_seeds, plan.seed, plan.block,
-                    report=None if quiet and not plan.log else report, every=cadence(U, plan.progress_every),
-                    capacity=capacity)
-
-    t0 = time.perf_counter()
+    every = cadence(U, plan.progress_every)
+    reporting = (not quiet or bool(plan.log)) and jax.process_index() == 0
+    t0, counters = time.perf_counter() - checked.seconds, cache.snapshot()
+    batch = prepare(program, group.hparams, plan.num_seeds, plan.seed, plan.block, capacity=capacity,
+                    shapes=checked.shapes,
+                    compiled=stored["compiled"] if stored else None)
     restored = _restore(store, batch, fp, True, warn) if (resume and store is not None) else None
     done = restored.updates if restored else 0
     if plan.log:
@@ -360,8 +402,13 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
     if fixed is not None and done not in np.cumsum([0] + fixed):
         raise ValueError(f"checkpoint {store.directory}/{chunks_done} holds {done} updates, not where one of this "
                          f"run's {len(fixed)} chunks ends")
-    steps = _wait(batch.steps)
-    evaluate = _wait(lambda: batch.evaluate.lower(batch.abstract).compile())
+    before = cache.snapshot()
+    programs = _wait(batch.compiled)
+    steps, evaluate = programs["steps"], programs["evaluate"]
+    # only fresh compiles are stored: jaxlib 0.10.2's CPU executables read from JAX's cache and
+    # serialised again fail when run ("Function ... not found")
+    fresh = stored is None and not cache.delta(before).get("hits", 0)
+    stored_now = fresh and _wait(cache.save_programs, checked.key, checked.shapes, programs)
     metrics = {}
     if restored:
         carry = restored.carry
@@ -369,12 +416,14 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
         first = _global(restored.first_nonfinite, batch.keys.sharding)
         log(f"resumed from {store.directory} after chunk {chunks_done} ({done} of {U} updates)")
     else:
-        carry = batch.init(batch.keys, batch.hparams)
+        carry = programs["init"](batch.keys, batch.hparams)
         first = batch.no_nonfinite()
     carry = _wait(jax.block_until_ready, carry)
     first_host = to_host(first)
     timings = {"compile_seconds": time.perf_counter() - t0, "run_seconds": 0.0, "checkpoint_seconds": 0.0,
-               "eval_seconds": 0.0}
+               "eval_seconds": 0.0,
+               "compile": {**cache.stats(counters, checked.counters), "programs": "read" if stored else "written" if stored_now
+                           else None}}
 
     first_chunk, start_done, saved_at = chunks_done, done, (done if restored else None)
     chunker = Chunker(U, fixed, (min(CHUNK_SECONDS, interval) if store is not None else None))
@@ -407,12 +456,15 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
             if done >= U:
                 break
             t = time.perf_counter()
-            carry, m, first = _wait(lambda c, f, a, b: jax.block_until_ready(steps(c, batch.hparams, a, b, f)),
-                                    carry, first, batch.scalar(done), batch.scalar(n))
+            for a, b in pieces(done, n, every, U) if reporting else [(done, done + n)]:
+                carry, m, first = _wait(lambda c, f, a, b: jax.block_until_ready(steps(c, batch.hparams, a, b, f)),
+                                        carry, first, batch.scalar(a), batch.scalar(b - a))
+                for name, v in m.items():
+                    metrics.setdefault(name, []).append(np.array(to_host(v)[:, :b - a]))
+                if reporting and report_due(b - 1, every, U):
+                    report(b - 1, {name: v[-1][:, -1] for name, v in metrics.items()})
             dt = time.perf_counter() - t
             timings["run_seconds"] += dt
-            for name, v in m.items():
-                metrics.setdefault(name, []).append(np.array(to_host(v)[:, :n]))
             first_host = to_host(first)
             done, chunks_done = done + n, chunks_done + 1
             chunker.record(n, dt)
@@ -481,6 +533,7 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
     interruption would (the checkpoints stay). ``stop_on_nan``: stop at the first chunk
     boundary after a run diverged."""
     host.configure()  # the jaxlib 0.10 CPU settings, a device per core; a no-op once the backend runs
+    cache.configure()  # JAX's persistent compilation cache (PUREJAXPG_COMPILE_CACHE); kept once JAX opened one
     quiet = quiet or jax.process_index() != 0  # several processes: process 0 reports
     log = (lambda *a: None) if quiet else (lambda msg: print(msg, flush=True))
     warn = (lambda *a: None) if jax.process_index() != 0 else (lambda msg: print(msg, file=sys.stderr, flush=True))
