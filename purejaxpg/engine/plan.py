@@ -49,6 +49,7 @@ class Plan:
     log: tuple = ()  # experiment tracking backends (engine.tracking)
     single: bool = True  # one configuration, written at the output directory itself
     ranges: dict = field(default_factory=dict)  # for the record: swept ranges (plots use their scales)
+    pbt: dict = field(default_factory=dict)  # population-based training (engine.population); {}: none
 
     def __post_init__(self):
         get_algo(self.algo)  # one line naming the valid algorithms
@@ -70,6 +71,12 @@ class Plan:
         if self.single and len(self.points) != 1:
             raise ValueError("a single run takes no --grid or --range")
         object.__setattr__(self, "log", tuple(self.log))
+        if self.pbt:
+            from purejaxpg.engine import population
+
+            population.check_settings(self.pbt, get_algo(self.algo).spec)
+            if not self.single or self.num_seeds != self.pbt["population"]:
+                raise ValueError("a population is one configuration with one seed per member")
 
     def to_json(self) -> dict:
         return jsonable(dataclasses.asdict(self))
@@ -148,6 +155,8 @@ def fingerprint(plan: "Plan", group_list: list) -> dict:
                           "hparams": {k: float(v) for k, v in sorted(g.hparams[c].items())}}
     runs = {"algo": plan.algo, "num_seeds": int(plan.num_seeds), "seed": int(plan.seed),
             "configurations": [configs[i] for i in sorted(configs)]}
+    if plan.pbt:
+        runs["pbt"] = jsonable(plan.pbt)
     versions = package_versions()
 
     def digest(x):

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxpg.algos import get_algo
-from purejaxpg.engine import host, memory, outputs, tracking
+from purejaxpg.engine import host, memory, outputs, population, tracking
 from purejaxpg.engine.batch import Batch, _global, prepare, to_host
 from purejaxpg.engine.plan import (
     Group,
@@ -266,6 +266,7 @@ class Result:
     stop: Optional[str] = None
     signum: Optional[int] = None
     num_programs: int = 1
+    lineage: Optional[dict] = None  # a population's lineage.json (engine.population)
 
     @property
     def diverged(self) -> list:
@@ -276,7 +277,7 @@ class Result:
         return sum(r.batch.num_runs for r in self.groups)
 
     def resume_command(self) -> str:
-        return f"purejaxpg {'train' if self.plan.single else 'sweep'} --resume {self.out_dir}"
+        return f"purejaxpg {'pbt' if self.plan.pbt else 'train' if self.plan.single else 'sweep'} --resume {self.out_dir}"
 
 
 def _checkpoints(out_dir, gi):
@@ -314,10 +315,23 @@ def _restore(store, batch: Batch, fp: Optional[dict], delete_unreadable: bool, l
     return restored
 
 
+def make_program(plan: Plan, config):
+    """The program of one run of ``config`` (a population member's with ``plan.pbt``)."""
+    program = get_algo(plan.algo).make_program(config)
+    return population.wrap(program, plan.pbt.get("ranges", {})) if plan.pbt else program
+
+
+def population_step(plan: Plan, program) -> Optional[tuple]:
+    """engine.population's ``(ready, step)`` for ``plan`` (None without a population)."""
+    if not plan.pbt:
+        return None
+    return population.mixer(plan.pbt, program.num_updates, plan.seed, plan.num_seeds)
+
+
 def check_group(plan: Plan, group: Group) -> tuple:
     """(program, fixed chunk lengths or None, chunk capacity, memory estimate) of one group;
     refuses (one line) a program above the memory limit. Nothing compiles."""
-    program = get_algo(plan.algo).make_program(group.config)
+    program = make_program(plan, group.config)
     U = program.num_updates
     fixed = chunk_lengths(U, plan.chunks) if plan.chunks else None
     capacity = max(fixed) if fixed else U
@@ -347,7 +361,7 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
 
     batch = prepare(program, group.hparams, plan.num_seeds, plan.seed, plan.block,
                     report=None if quiet and not plan.log else report, every=cadence(U, plan.progress_every),
-                    capacity=capacity)
+                    capacity=capacity, population=population_step(plan, program))
 
     t0 = time.perf_counter()
     restored = _restore(store, batch, fp, True, warn) if (resume and store is not None) else None
@@ -527,9 +541,34 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
                 outputs.write_run(out_dir if plan.single else os.path.join(out_dir, name), plan, r.group.config,
                                   r.group.hparams[c], {k: v[c] for k, v in r.metrics.items()}, r.final[c], s)
     result.table.sort(key=lambda row: -np.inf if row["iqm"] is None else row["iqm"], reverse=True)
+    if plan.pbt:
+        result.lineage = pbt_outputs(result, out_dir if writer else None)
     if writer and not plan.single:
         outputs.write_sweep(out_dir, sweep_info(result), plan)
     return result
+
+
+def pbt_outputs(result: Result, out_dir: Optional[str]) -> dict:
+    """A population's lineage (lineage.json, pbt.png) and its part of summary.json: the
+    settings, the best member and its final hyperparameters. Written when ``out_dir``."""
+    r, plan = result.groups[0], result.plan
+    metrics = {k: v[0] for k, v in r.metrics.items()}  # [P, U]
+    final = r.final[0]
+    ranges = {k: tuple(v) for k, v in plan.pbt.get("ranges", {}).items()}
+    info = population.lineage(metrics, final, ranges, r.batch.program.env_steps_per_update)
+    best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
+    hp_final = {k: float(metrics[f"hp_{k}"][best, -1]) for k in sorted(ranges)}
+    part = {"population": plan.num_seeds, "ready_every": population.ready_every(plan.pbt, r.batch.program.num_updates),
+            "exploit": plan.pbt["exploit"], "explore": plan.pbt["explore"], "ranges": info["ranges"],
+            "ready_updates": info["ready_updates"], "best_member": best, "best_final_return": float(final[best]),
+            "best_final_hparams": hp_final, "final_return_per_member": [float(v) for v in final],
+            "exploited": int(sum(p["parent"] != m["member"] for m in info["members"] for p in m["parents"]))}
+    name = r.group.names[0]
+    result.summaries[name]["pbt"] = part
+    if out_dir is not None:
+        population.write_outputs(out_dir, metrics, final, ranges, r.batch.program.env_steps_per_update)
+        outputs.write_json(os.path.join(out_dir, "summary.json"), result.summaries[name])
+    return info
 
 
 def sweep_info(result: Result) -> dict:
@@ -567,6 +606,25 @@ def sweep(algo: str, out_dir: Optional[str], base: Optional[dict] = None, grid: 
     return execute(plan, out_dir, False, quiet, stop_after, overwrite, stop_on_nan)
 
 
+def pbt(algo: str, out_dir: Optional[str], overrides: Optional[dict] = None, population_size: int = 8,
+        ranges: Optional[dict] = None, ready_every: int = 0, exploit: str = "truncation:0.25",
+        explore: str = "perturb:0.8,1.2", quiet: bool = False, stop_after: Optional[int] = None,
+        overwrite: bool = False, stop_on_nan: bool = False, **options) -> Result:
+    """Population-based training (engine.population): ``population_size`` members of one
+    configuration, member m with seed key m and the ``ranges``' hyperparameters drawn from
+    it; every ``ready_every`` updates (0: about 20 times per run) the bottom members copy a
+    top member's state (``exploit``) and change their hyperparameters (``explore``)."""
+    settings = {"population": int(population_size), "ready_every": int(ready_every), "exploit": exploit,
+                "explore": explore, "ranges": {k: list(v) for k, v in (ranges or {}).items()}}
+    spec = get_algo(algo).spec
+    population.check_settings(settings, spec)
+    both = set(settings["ranges"]) & set(overrides or {})
+    if both:
+        raise ValueError(f"{sorted(both)} given both as a setting and as --range; give one")
+    plan = Plan(algo, dict(overrides or {}), ({},), int(population_size), single=True, pbt=settings, **options)
+    return execute(plan, out_dir, False, quiet, stop_after, overwrite, stop_on_nan)
+
+
 def resume(out_dir: str, quiet: bool = False, stop_after: Optional[int] = None, stop_on_nan: bool = False) -> Result:
     """Continue the run in ``out_dir`` from its newest readable checkpoints (the same plan,
     the same programs: the result is bit-identical to an uninterrupted run)."""
@@ -581,8 +639,9 @@ def restore(out_dir: str, group_index: int, config_override: Optional[dict] = No
     plan = Plan.read(out_dir)
     fp = stored_fingerprint(out_dir)
     g = groups(plan, config_override)[group_index]
-    program = get_algo(plan.algo).make_program(g.config)
-    batch = prepare(program, g.hparams, plan.num_seeds, plan.seed, plan.block)
+    program = make_program(plan, g.config)
+    batch = prepare(program, g.hparams, plan.num_seeds, plan.seed, plan.block,
+                    population=population_step(plan, program))
     directory = os.path.join(out_dir, "checkpoints", f"group{group_index}")
     if not os.path.isdir(directory):
         raise ValueError(f"{out_dir}: no checkpoint ({directory} does not exist"
