@@ -289,7 +289,7 @@ def plot(info: dict, path: str) -> None:
     axs[-1, 0].set_xlabel("env steps per member")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=axs[:, 0].tolist(), label="final return")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
