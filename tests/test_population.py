@@ -304,3 +304,35 @@ def test_halving_runs_survivors_longer_and_the_table_says_their_last_rung(tmp_pa
     assert os.path.exists(tmp_path / "h" / "rung1" / "sweep.json") and (tmp_path / "h" / "table.txt").exists()
     assert cli.main(argv) == 2  # a second run into the same --out is refused without --overwrite
     assert "holds another halving run" in capsys.readouterr().err
+
+
+DEVICES_SCRIPT = """
+import sys, numpy as np
+from purejaxpg.engine import runner
+TINY = %r
+r = runner.pbt("ppo", None, TINY, 5, {"lr": (1e-4, 1e-2, "log")}, ready_every=2, exploit="truncation:0.4", quiet=True,
+               block=1)
+g = r.groups[0]
+np.savez(sys.argv[1], final=g.final, padded=g.batch.padded, **g.metrics)
+""" % (TINY,)
+
+
+@pytest.mark.slow
+def test_population_sharded_over_two_devices_equals_one_device(tmp_path):
+    """5 members on 2 devices (padded to 6: the step gathers every member from both devices)
+    == on 1 device, bit for bit (block=1). About 40 s of CPU in two processes."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(DEVICES_SCRIPT)
+    for d in (1, 2):
+        env = {**os.environ, "PUREJAXPG_HOST_DEVICES": str(d),
+               "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+        subprocess.run([sys.executable, str(script), str(tmp_path / f"d{d}.npz")], check=True, env=env)
+    a, b = np.load(tmp_path / "d1.npz"), np.load(tmp_path / "d2.npz")
+    assert int(a["padded"]) == 5 and int(b["padded"]) == 6
+    for k in a.files:
+        if k != "padded":
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert (a["pbt_parent"][0][:, 1] != np.arange(5)).sum() == 2
