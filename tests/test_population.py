@@ -336,3 +336,37 @@ def test_population_sharded_over_two_devices_equals_one_device(tmp_path):
         if k != "padded":
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert (a["pbt_parent"][0][:, 1] != np.arange(5)).sum() == 2
+
+
+def test_docs_commands_parse(monkeypatch):
+    """Every command in docs/pbt-and-halving.md's code blocks goes through the CLI to the
+    runner with the values written there (the runner replaced: nothing trains)."""
+    import shlex
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(name):
+        def f(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            raise Stop
+
+        return f
+
+    for name in ("pbt", "halving", "resume"):
+        monkeypatch.setattr(runner, name, capture(name))
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                            "pbt-and-halving.md")).read()
+    blocks = doc.split("```")[1::2]
+    commands = [line for b in blocks for line in b.splitlines() if line.startswith("purejaxpg ")]
+    assert len(commands) == 3
+    for c in commands:
+        with pytest.raises(Stop):
+            cli.main(shlex.split(c)[1:])
+    (_, a, k), (_, ra, _), (_, h, hk) = calls
+    assert a[0] == "ppo" and a[3] == 16 and a[4] == {"lr": (1e-4, 1e-2, "log")} and a[2]["total_timesteps"] == "3e5"
+    assert (a[5], a[6], a[7]) == (0, "truncation:0.25", "perturb:0.8,1.2")
+    assert ra == ("runs/pbt",)
+    assert len(h[3]) == 3 and h[6] == 4 and (h[7], h[8]) == (3, 0) and h[2]["total_timesteps"] == "1e5"
