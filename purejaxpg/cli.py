@@ -4,6 +4,10 @@
     purejaxpg train --resume DIR
     purejaxpg sweep ALGO [--grid NAME=V1,V2,...]... [--range NAME=LO:HI[:log] ... --samples K] [...]
     purejaxpg sweep --resume DIR
+    purejaxpg sweep ALGO --grid ... --halving eta=3[,rungs=R]
+    purejaxpg pbt ALGO --population P --range NAME=LO:HI[:log] ... [--ready-every U] [--exploit truncation:Q]
+                  [--explore perturb:F1,F2|resample:P|none] [...]
+    purejaxpg pbt --resume DIR
     purejaxpg eval DIR [--episodes N] [--greedy true|false] [--gif PATH [--gif-run C,S]]
     purejaxpg compare DIR... [--labels A,B,...] [--out DIR]
     purejaxpg list [ALGO]
@@ -29,7 +33,7 @@ import sys
 
 from purejaxpg.engine.spec import convert
 
-COMMANDS = ("train", "sweep", "eval", "compare", "list", "lab")
+COMMANDS = ("train", "sweep", "pbt", "eval", "compare", "list", "lab")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,12 +62,16 @@ def _algo(argv):
 def _run_parser(command: str, algo):
     p = _Parser(prog=f"purejaxpg {command}", description=(
         "Train ALGO on many seeds in one compiled program." if command == "train" else
+        "Population-based training of ALGO: every member in one compiled program; exploit and explore happen "
+        "inside it every --ready-every updates (docs/pbt-and-halving.md)." if command == "pbt" else
         "Sweep ALGO's settings: every configuration x seed in one compiled program per static config."))
     p.add_argument("algo", help="algorithm (see `purejaxpg list`)")
     run = p.add_argument_group("the run")
-    run.add_argument("--num-seeds", type=_typed(int, "num_seeds"), default=8, help="seeds per configuration (default 8)")
+    if command != "pbt":
+        run.add_argument("--num-seeds", type=_typed(int, "num_seeds"), default=8,
+                         help="seeds per configuration (default 8)")
     run.add_argument("--seed", type=_typed(int, "seed"), default=0, help="master PRNG seed (default 0)")
-    run.add_argument("--out", default=None, help=f"output directory (default runs/{'' if command == 'train' else 'sweep-'}"
+    run.add_argument("--out", default=None, help=f"output directory (default runs/{'' if command == 'train' else command + '-'}"
                      "ALGO-ENV)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--json", action="store_true", help="end with one JSON line (for scripts) instead of a summary")
@@ -104,6 +112,21 @@ def _run_parser(command: str, algo):
                          help="random search range (repeatable; with --samples)")
         run.add_argument("--samples", type=_typed(int, "samples"), default=0,
                          help="random configurations drawn from the ranges")
+        run.add_argument("--halving", default=None, metavar="eta=E[,rungs=R]",
+                         help="successive halving: after each rung keep the best 1/E of the configurations and "
+                              "run them again with E times the env steps; the last rung runs --total-timesteps "
+                              "(default: no halving; R default: as many rungs as leave one configuration)")
+    if command == "pbt":
+        from purejaxpg.engine.population import EXPLOIT_HELP, EXPLORE_HELP
+
+        run.add_argument("--population", type=_typed(int, "population"), default=8,
+                         help="members, each its own seed and hyperparameters (default 8)")
+        run.add_argument("--range", action="append", default=[], dest="ranges", metavar="NAME=LO:HI[:log]",
+                         help="a traced hyperparameter to draw and explore within LO..HI (repeatable)")
+        run.add_argument("--ready-every", type=_typed(int, "ready_every"), default=0, metavar="U",
+                         help="updates between exploit/explore steps (default 0: about 20 per run)")
+        run.add_argument("--exploit", default="truncation:0.25", help=EXPLOIT_HELP + " (default truncation:0.25)")
+        run.add_argument("--explore", default="perturb:0.8,1.2", help=EXPLORE_HELP + " (default perturb:0.8,1.2)")
     _distributed().add_arguments(run)
     if algo is not None:
         group = p.add_argument_group(f"{algo.name} settings (purejaxpg list {algo.name})")
@@ -154,6 +177,19 @@ def cmd_run(command: str, argv) -> int:
     if command == "train":
         out = args.out or f"runs/{algo.name}-{env}"
         result = runner.train(algo.name, overrides, args.num_seeds, out, **run, **options)
+    elif command == "pbt":
+        out = args.out or f"runs/pbt-{algo.name}-{env}"
+        ranges = plans.parse_ranges(args.ranges, algo.name)
+        result = runner.pbt(algo.name, out, overrides, args.population, ranges, args.ready_every, args.exploit,
+                            args.explore, **run, **options)
+    elif args.halving:
+        out = args.out or f"runs/sweep-{algo.name}-{env}"
+        grid = plans.parse_grid(args.grid, algo.name)
+        ranges = plans.parse_ranges(args.ranges, algo.name)
+        eta, rungs = plans.parse_halving(args.halving)
+        result = runner.halving(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, eta, rungs,
+                                **run, **options)
+        return _report_halving(result, out, args.json)
     else:
         out = args.out or f"runs/sweep-{algo.name}-{env}"
         grid = plans.parse_grid(args.grid, algo.name)
@@ -200,7 +236,8 @@ def _report(result, out, as_json: bool = False) -> int:
                           "final_return_iqm": best["iqm"], "final_return_iqm_ci95": best["iqm_ci95"],
                           "final_return_mean": best["mean"], "final_return_mean_ci95": best["mean_ci95"],
                           "compile_seconds": round(compile_s, 2), "run_seconds": round(run_s, 2),
-                          "env_steps_per_second": best["env_steps_per_second"] and round(best["env_steps_per_second"])}))
+                          "env_steps_per_second": best["env_steps_per_second"] and round(best["env_steps_per_second"]),
+                          **({"pbt": result.summaries[best["name"]]["pbt"]} if result.plan.pbt else {})}))
         return 0
     s = result.summaries[best["name"]]
     fr = s["final_return"]
@@ -210,14 +247,46 @@ def _report(result, out, as_json: bool = False) -> int:
 
     if not result.plan.single:
         print(format_table(result.table))
-    what = "best configuration " + best["name"] if not result.plan.single else f"{s['num_seeds']} seeds"
+    what = ("best configuration " + best["name"] if not result.plan.single else
+            f"population of {s['num_seeds']}" if result.plan.pbt else f"{s['num_seeds']} seeds")
     print(f"{result.plan.algo} on {s['env']}, {what}, {s['total_timesteps']:,} env steps each: final return IQM "
           f"{num(fr['iqm'])} [95% CI {num(fr['iqm_ci95'][0])}, {num(fr['iqm_ci95'][1])}], mean {num(fr['mean'])} "
           f"[{num(fr['ci95'][0])}, {num(fr['ci95'][1])}]")
     sps = best["env_steps_per_second"]
     print(f"compile {compile_s:.1f} s, run {run_s:.1f} s" + (f", {sps:,.0f} env steps/s over all runs" if sps else ""))
-    print(f"wrote {out}/ (summary.json, metrics.npz, learning curves, checkpoints)")
+    if result.plan.pbt:
+        part = s["pbt"]
+        hp = ", ".join(f"{k}={v:.4g}" for k, v in part["best_final_hparams"].items())
+        print(f"best member {part['best_member']}: final return {part['best_final_return']:.1f}"
+              + (f" with {hp} at the end" if hp else "") + f"; {part['exploited']} exploit steps over "
+              f"{len(part['ready_updates'])} ready steps")
+        print(f"wrote {out}/ (summary.json, lineage.json, pbt.png, metrics.npz, learning curves, checkpoints)")
+    else:
+        print(f"wrote {out}/ (summary.json, metrics.npz, learning curves, checkpoints)")
     print(f"next: purejaxpg eval {out} --gif {out}/episode.gif    purejaxpg compare {out} OTHER_RUN")
+    return 0
+
+
+def _report_halving(result, out, as_json: bool = False) -> int:
+    """The end of a successive-halving sweep: its table (each configuration's last rung)
+    and the env steps it spent against the full grid's."""
+    if result.stopped:
+        return _report_stop(result.rungs[-1])
+    from purejaxpg.engine.outputs import format_table
+
+    best = result.best
+    frac = result.env_steps / result.full_grid_env_steps
+    if as_json:
+        print(json.dumps({"out": out, "best": best["name"], "last_rung": best["last_rung"],
+                          "final_return_iqm": best["iqm"], "final_return_iqm_ci95": best["iqm_ci95"],
+                          "env_steps": result.env_steps, "full_grid_env_steps": result.full_grid_env_steps,
+                          "fraction_of_full_grid": frac}))
+        return 0
+    print(format_table(result.table, extra=("last_rung",)))
+    print(f"successive halving, {len(result.schedule)} rungs ("
+          + ", ".join(f"{c} x {s:,} env steps" for c, s in result.schedule) + f"): best {best['name']}; "
+          f"{result.env_steps:,} env steps in all, {100 * frac:.1f}% of the full grid's {result.full_grid_env_steps:,}")
+    print(f"wrote {out}/ (halving.json, table.txt, rung0/ ... rung{len(result.schedule) - 1}/: each rung's sweep)")
     return 0
 
 
@@ -406,7 +475,7 @@ def main(argv=None) -> int:
         print(f"purejaxpg: error: unknown command {cmd!r}; {usage}", file=sys.stderr)
         return 2
     try:
-        if cmd in ("train", "sweep"):
+        if cmd in ("train", "sweep", "pbt"):
             return cmd_run(cmd, rest)
         return {"eval": cmd_eval, "compare": cmd_compare, "list": cmd_list, "lab": cmd_lab}[cmd](rest)
     except ValueError as e:

@@ -25,6 +25,7 @@ The loop also records, per run, the first update after which anything the progra
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -197,7 +198,7 @@ def nonfinite(tree):
 
 def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: int = 0,
             report: Optional[Callable] = None, every: int = 1, capacity: int = 0, shapes: Optional[tuple] = None,
-            compiled: Optional[dict] = None) -> Batch:
+            compiled: Optional[dict] = None, population: Optional[tuple] = None) -> Batch:
     """The batch of ``len(hparams)`` configurations x ``num_seeds`` seeds of ``program``
     (nothing compiled yet). ``report(i, metrics)``: called on the host by ``Batch.chunk``'s
     programs (not ``steps``) after update ``i`` when ``(i + 1) % every == 0`` or at the
@@ -205,7 +206,10 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
     ``capacity``: the longest chunk ``Batch.steps`` runs (default: the whole run).
     ``shapes``: ``program_shapes(program, hparam names)`` if already known; ``compiled``:
     the ``Batch.compiled()`` of this same batch made earlier (engine.cache stores them):
-    then nothing is traced."""
+    then nothing is traced.
+    ``population``: ``(ready(i), step(carry, metrics, i, axes))`` (engine.population): after
+    update ``i`` where ``ready(i)``, ``step`` maps the whole batch of carries and metrics
+    (gathered from every device) to new ones, inside the program."""
     C, S = len(hparams), int(num_seeds)
     B = C * S
     mesh = Mesh(np.asarray(jax.devices()), (AXIS,))
@@ -232,10 +236,30 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
     update = blocked_vmap(program.update, (axes, 0, None), (axes, 0), block)
     last = program.num_updates - 1
 
+    def mixed(c, m, i):
+        """The population step after update ``i`` (a no-op without a population)."""
+        if population is None:
+            return c, m
+        ready, step = population
+        if D == 1:
+            return jax.lax.cond(ready(i), lambda c, m, i: step(c, m, i, axes), lambda c, m, i: (c, m), c, m, i)
+        local = m[next(iter(m))].shape[0]
+
+        def gathered(c, m, i):
+            tu = jax.tree_util
+            gather = functools.partial(jax.lax.all_gather, axis_name=AXIS, tiled=True)
+            c = tu.tree_map(lambda a, x: x if a is None else gather(x), axes, c, is_leaf=_is_none)
+            c, m = step(c, tu.tree_map(gather, m), i, axes)
+            mine = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=jax.lax.axis_index(AXIS) * local,
+                                     slice_size=local, axis=0)
+            return tu.tree_map(lambda a, x: x if a is None else mine(x), axes, c, is_leaf=_is_none), tu.tree_map(mine, m)
+
+        return jax.lax.cond(ready(i), gathered, lambda c, m, i: (c, m), c, m, i)
+
     def chunk_fn(n: int):
         def run(carry, hp, start):
             def body(c, i):
-                c, m = update(c, hp, i)
+                c, m = mixed(*update(c, hp, i), i)
                 if report is not None:
                     everything = jax.lax.all_gather(m, AXIS, tiled=True) if D > 1 else m
                     now = (((i + 1) % every == 0) | (i == last)) & (jax.lax.axis_index(AXIS) == 0)
@@ -265,6 +289,7 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
             j, c, bufs, first = state
             i = start + j
             c, m, bad = checked(c, hp, i)
+            c, m = mixed(c, m, i)
             first = jnp.where((first < 0) & bad, i, first)
             bufs = {k: jax.lax.dynamic_update_index_in_dim(bufs[k], m[k], j, 0) for k in bufs}
             return j + 1, c, bufs, first

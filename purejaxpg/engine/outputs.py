@@ -147,11 +147,13 @@ def _num(v, width=9):
     return f"{'n/a':>{width}}" if v is None else f"{v:>{width}.1f}"
 
 
-def format_table(rows: list) -> str:
+def format_table(rows: list, extra: tuple = ()) -> str:
     """Configurations sorted by IQM of the final return, with the 95% bootstrap CI of the
-    IQM beside the IQM, that of the mean beside the mean, and the diverged runs."""
+    IQM beside the IQM, that of the mean beside the mean, and the diverged runs.
+    ``extra``: more columns of the rows shown after the swept values (halving's
+    ``last_rung``)."""
     swept = sorted({k for row in rows for k in row["swept"]})
-    head = f"{'rank':>4}  " + "  ".join(f"{k:>10}" for k in swept) + \
+    head = f"{'rank':>4}  " + "  ".join(f"{k:>10}" for k in swept + list(extra)) + \
         f"  {'IQM':>9}  {'95% CI of the IQM':>21}  {'mean':>9}  {'95% CI of the mean':>21}  {'diverged':>8}"
     lines = [head, "-" * len(head)]
     for i, row in enumerate(rows):
@@ -159,6 +161,7 @@ def format_table(rows: list) -> str:
         for k in swept:
             v = row["swept"].get(k, "")
             vals.append(f"{v:>10.4g}" if isinstance(v, float) else f"{str(v):>10}")
+        vals += [f"{str(row.get(k, '')):>10}" for k in extra]
         ci, mci = row["iqm_ci95"], row["mean_ci95"]
         lines.append(f"{i + 1:>4}  " + "  ".join(vals) + f"  {_num(row['iqm'])}  [{_num(ci[0])}, {_num(ci[1])}]  "
                      f"{_num(row['mean'])}  [{_num(mci[0])}, {_num(mci[1])}]  {row.get('num_diverged', 0):>8}")

@@ -49,6 +49,7 @@ class Plan:
     log: tuple = ()  # experiment tracking backends (engine.tracking)
     single: bool = True  # one configuration, written at the output directory itself
     ranges: dict = field(default_factory=dict)  # for the record: swept ranges (plots use their scales)
+    pbt: dict = field(default_factory=dict)  # population-based training (engine.population); {}: none
 
     def __post_init__(self):
         get_algo(self.algo)  # one line naming the valid algorithms
@@ -70,6 +71,12 @@ class Plan:
         if self.single and len(self.points) != 1:
             raise ValueError("a single run takes no --grid or --range")
         object.__setattr__(self, "log", tuple(self.log))
+        if self.pbt:
+            from purejaxpg.engine import population
+
+            population.check_settings(self.pbt, get_algo(self.algo).spec)
+            if not self.single or self.num_seeds != self.pbt["population"]:
+                raise ValueError("a population is one configuration with one seed per member")
 
     def to_json(self) -> dict:
         return jsonable(dataclasses.asdict(self))
@@ -148,6 +155,8 @@ def fingerprint(plan: "Plan", group_list: list) -> dict:
                           "hparams": {k: float(v) for k, v in sorted(g.hparams[c].items())}}
     runs = {"algo": plan.algo, "num_seeds": int(plan.num_seeds), "seed": int(plan.seed),
             "configurations": [configs[i] for i in sorted(configs)]}
+    if plan.pbt:
+        runs["pbt"] = jsonable(plan.pbt)
     versions = package_versions()
 
     def digest(x):
@@ -254,6 +263,42 @@ def configurations(grid: dict, ranges: dict, samples: int, seed: int, algo_name:
             d[name] = int(round(v)) if spec[name].kind is int else v
         draws.append(d)
     return [{**p, **d} for p in points for d in draws]
+
+
+def parse_halving(text: str) -> tuple:
+    """``"eta=3"`` -> (3, 0); ``"eta=3,rungs=4"`` -> (3, 4) (0: as many rungs as leave one
+    configuration)."""
+    values = {}
+    for part in str(text).split(","):
+        k, sep, v = part.strip().partition("=")
+        if not sep or k not in ("eta", "rungs") or k in values or not v.strip().isdigit():
+            raise ValueError(f"--halving expects eta=E[,rungs=R] with integers E >= 2, R >= 1, got {text!r}")
+        values[k] = int(v)
+    if values.get("eta", 0) < 2 or values.get("rungs", 1) < 1:
+        raise ValueError(f"--halving expects eta=E[,rungs=R] with integers E >= 2, R >= 1, got {text!r}")
+    return values["eta"], values.get("rungs", 0)
+
+
+def halving_rungs(num_configs: int, eta: int, total_timesteps: int, batch_size: int, rungs: int = 0) -> list:
+    """Successive halving's schedule: [(configurations, env steps per run)] per rung. Rung
+    r of R runs ``max(1, n // eta**r)`` configurations for ``total_timesteps // eta**(R-1-r)``
+    env steps rounded down to whole updates (the last rung the full budget). ``rungs`` 0: as many as leave one
+    configuration, fewer if the first rung would be shorter than one update (``batch_size``)."""
+    def counts(R):
+        return [max(1, num_configs // eta ** r) for r in range(R)]
+
+    if not rungs:
+        rungs, m = 1, num_configs
+        while m > 1:
+            m, rungs = max(1, m // eta), rungs + 1
+        while rungs > 1 and total_timesteps // eta ** (rungs - 1) < batch_size:
+            rungs -= 1
+    elif total_timesteps // eta ** (rungs - 1) < batch_size:
+        raise ValueError(f"--halving eta={eta},rungs={rungs}: the first rung's total_timesteps={total_timesteps} / "
+                         f"{eta ** (rungs - 1)} is less than one update ({batch_size} env steps); give fewer rungs "
+                         f"or more --total-timesteps")
+    return [(c, total_timesteps // eta ** (rungs - 1 - r) // batch_size * batch_size)
+            for r, c in enumerate(counts(rungs))]
 
 
 def config_name(swept: dict, index: int) -> str:

@@ -41,7 +41,8 @@ import jax
 import numpy as np
 
 from purejaxpg.algos import get_algo
-from purejaxpg.engine import cache, host, memory, outputs, tracking
+from purejaxpg.engine import cache, host, memory, outputs, population, tracking
+from purejaxpg.engine import plan as plans
 from purejaxpg.engine.batch import Batch, _global, prepare, program_shapes, to_host
 from purejaxpg.engine.plan import (
     Group,
@@ -283,6 +284,7 @@ class Result:
     stop: Optional[str] = None
     signum: Optional[int] = None
     num_programs: int = 1
+    lineage: Optional[dict] = None  # a population's lineage.json (engine.population)
 
     @property
     def diverged(self) -> list:
@@ -293,7 +295,7 @@ class Result:
         return sum(r.batch.num_runs for r in self.groups)
 
     def resume_command(self) -> str:
-        return f"purejaxpg {'train' if self.plan.single else 'sweep'} --resume {self.out_dir}"
+        return f"purejaxpg {'pbt' if self.plan.pbt else 'train' if self.plan.single else 'sweep'} --resume {self.out_dir}"
 
 
 def _checkpoints(out_dir, gi):
@@ -330,6 +332,19 @@ def _restore(store, batch: Batch, fp: Optional[dict], delete_unreadable: bool, l
     return restored
 
 
+def make_program(plan: Plan, config):
+    """The program of one run of ``config`` (a population member's with ``plan.pbt``)."""
+    program = get_algo(plan.algo).make_program(config)
+    return population.wrap(program, plan.pbt.get("ranges", {})) if plan.pbt else program
+
+
+def population_step(plan: Plan, program) -> Optional[tuple]:
+    """engine.population's ``(ready, step)`` for ``plan`` (None without a population)."""
+    if not plan.pbt:
+        return None
+    return population.mixer(plan.pbt, program.num_updates, plan.seed, plan.num_seeds)
+
+
 @dataclass
 class Checked:
     """What ``check_group`` found out about a group before anything is written."""
@@ -350,14 +365,14 @@ def check_group(plan: Plan, group: Group) -> Checked:
     (one line) a program above the memory limit. Nothing compiles. Where an earlier process
     stored this group's programs (engine.cache), nothing is traced either."""
     t0, counters = time.perf_counter(), cache.snapshot()
-    program = get_algo(plan.algo).make_program(group.config)
+    program = make_program(plan, group.config)
     U = program.num_updates
     fixed = chunk_lengths(U, plan.chunks) if plan.chunks else None
     capacity = max(fixed) if fixed else U
     num_runs = len(group.hparams) * plan.num_seeds
     key = cache.program_key(plan, group.config, {
         "program": "runner", "hparams": sorted(group.hparams[0]), "configs": len(group.hparams),
-        "seeds": plan.num_seeds, "block": plan.block, "capacity": capacity})
+        "seeds": plan.num_seeds, "block": plan.block, "capacity": capacity, "pbt": repr(plan.pbt)})
     stored = cache.load_programs(key)
     shapes = stored["shapes"] if stored else program_shapes(program, list(group.hparams[0]))
     mem = _check_memory(program, group.hparams[0], num_runs, plan.block, plan.memory_limit_mb, capacity, shapes)
@@ -391,7 +406,7 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
     t0, counters = time.perf_counter() - checked.seconds, cache.snapshot()
     batch = prepare(program, group.hparams, plan.num_seeds, plan.seed, plan.block, capacity=capacity,
                     shapes=checked.shapes,
-                    compiled=stored["compiled"] if stored else None)
+                    compiled=stored["compiled"] if stored else None, population=population_step(plan, program))
     restored = _restore(store, batch, fp, True, warn) if (resume and store is not None) else None
     done = restored.updates if restored else 0
     if plan.log:
@@ -580,9 +595,34 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
                 outputs.write_run(out_dir if plan.single else os.path.join(out_dir, name), plan, r.group.config,
                                   r.group.hparams[c], {k: v[c] for k, v in r.metrics.items()}, r.final[c], s)
     result.table.sort(key=lambda row: -np.inf if row["iqm"] is None else row["iqm"], reverse=True)
+    if plan.pbt:
+        result.lineage = pbt_outputs(result, out_dir if writer else None)
     if writer and not plan.single:
         outputs.write_sweep(out_dir, sweep_info(result), plan)
     return result
+
+
+def pbt_outputs(result: Result, out_dir: Optional[str]) -> dict:
+    """A population's lineage (lineage.json, pbt.png) and its part of summary.json: the
+    settings, the best member and its final hyperparameters. Written when ``out_dir``."""
+    r, plan = result.groups[0], result.plan
+    metrics = {k: v[0] for k, v in r.metrics.items()}  # [P, U]
+    final = r.final[0]
+    ranges = {k: tuple(v) for k, v in plan.pbt.get("ranges", {}).items()}
+    info = population.lineage(metrics, final, ranges, r.batch.program.env_steps_per_update)
+    best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
+    hp_final = {k: float(metrics[f"hp_{k}"][best, -1]) for k in sorted(ranges)}
+    part = {"population": plan.num_seeds, "ready_every": population.ready_every(plan.pbt, r.batch.program.num_updates),
+            "exploit": plan.pbt["exploit"], "explore": plan.pbt["explore"], "ranges": info["ranges"],
+            "ready_updates": info["ready_updates"], "best_member": best, "best_final_return": float(final[best]),
+            "best_final_hparams": hp_final, "final_return_per_member": [float(v) for v in final],
+            "exploited": int(sum(p["parent"] != m["member"] for m in info["members"] for p in m["parents"]))}
+    name = r.group.names[0]
+    result.summaries[name]["pbt"] = part
+    if out_dir is not None:
+        population.write_outputs(out_dir, metrics, final, ranges, r.batch.program.env_steps_per_update)
+        outputs.write_json(os.path.join(out_dir, "summary.json"), result.summaries[name])
+    return info
 
 
 def sweep_info(result: Result) -> dict:
@@ -620,6 +660,106 @@ def sweep(algo: str, out_dir: Optional[str], base: Optional[dict] = None, grid: 
     return execute(plan, out_dir, False, quiet, stop_after, overwrite, stop_on_nan)
 
 
+def pbt(algo: str, out_dir: Optional[str], overrides: Optional[dict] = None, population_size: int = 8,
+        ranges: Optional[dict] = None, ready_every: int = 0, exploit: str = "truncation:0.25",
+        explore: str = "perturb:0.8,1.2", quiet: bool = False, stop_after: Optional[int] = None,
+        overwrite: bool = False, stop_on_nan: bool = False, **options) -> Result:
+    """Population-based training (engine.population): ``population_size`` members of one
+    configuration, member m with seed key m and the ``ranges``' hyperparameters drawn from
+    it; every ``ready_every`` updates (0: about 20 times per run) the bottom members copy a
+    top member's state (``exploit``) and change their hyperparameters (``explore``)."""
+    settings = {"population": int(population_size), "ready_every": int(ready_every), "exploit": exploit,
+                "explore": explore, "ranges": {k: list(v) for k, v in (ranges or {}).items()}}
+    spec = get_algo(algo).spec
+    population.check_settings(settings, spec)
+    both = set(settings["ranges"]) & set(overrides or {})
+    if both:
+        raise ValueError(f"{sorted(both)} given both as a setting and as --range; give one")
+    plan = Plan(algo, dict(overrides or {}), ({},), int(population_size), single=True, pbt=settings, **options)
+    return execute(plan, out_dir, False, quiet, stop_after, overwrite, stop_on_nan)
+
+
+@dataclass
+class HalvingResult:
+    """Successive halving: each rung's sweep (``rungs``: Results), the table of every
+    configuration at its last rung (best first: later rungs, then IQM) and the env steps
+    spent against those of the full grid at the full budget."""
+
+    rungs: list
+    table: list
+    env_steps: int
+    full_grid_env_steps: int
+    schedule: list
+    stopped: bool = False
+    stop: Optional[str] = None
+    signum: Optional[int] = None
+
+    @property
+    def best(self) -> dict:
+        return self.table[0]
+
+
+def halving(algo: str, out_dir: Optional[str], base: Optional[dict] = None, grid: Optional[dict] = None,
+            ranges: Optional[dict] = None, samples: int = 0, num_seeds: int = 8, eta: int = 3, rungs: int = 0,
+            quiet: bool = False, stop_after: Optional[int] = None, overwrite: bool = False,
+            stop_on_nan: bool = False, **options) -> HalvingResult:
+    """Successive halving over a grid (or random samples): rung r runs its configurations
+    x ``num_seeds`` seeds as a sweep (``OUT/rungR``) with ``total_timesteps / eta**(R-1-r)``
+    env steps each, from scratch; the best ``1/eta`` by final-return IQM go on to the next
+    rung (engine.plan.halving_rungs). Writes ``OUT/halving.json`` and ``OUT/table.txt``."""
+    import shutil
+
+    base = dict(base or {})
+    points = configurations(grid or {}, ranges or {}, samples, options.get("seed", 0), algo)
+    config = get_algo(algo).resolve(base, options.get("preset", "auto"))[0]
+    schedule = plans.halving_rungs(len(points), eta, config.total_timesteps, config.batch_size, rungs)
+    if out_dir is not None:
+        old = [f for f in sorted(os.listdir(out_dir)) if f == "halving.json" or f.startswith("rung")] \
+            if os.path.isdir(out_dir) else []
+        if old and not overwrite:
+            raise ValueError(f"{out_dir} holds another halving run ({', '.join(old[:4])}); replace it with "
+                             f"--overwrite, or give another --out")
+        for f in old:
+            path = os.path.join(out_dir, f)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    survivors = list(range(len(points)))
+    last: dict = {}
+    results, spent = [], 0
+    for r, (count, steps) in enumerate(schedule):
+        survivors = survivors[:count]
+        rung_points = tuple(points[k] for k in survivors)
+        plan = Plan(algo, {**base, "total_timesteps": steps}, rung_points, num_seeds, single=False,
+                    ranges=dict(ranges or {}), **options)
+        res = execute(plan, None if out_dir is None else os.path.join(out_dir, f"rung{r}"), False, quiet, stop_after,
+                      overwrite, stop_on_nan)
+        results.append(res)
+        if res.stopped:
+            return HalvingResult(results, [], spent, 0, schedule, True, res.stop, res.signum)
+        run_steps = res.groups[0].group.config.num_updates * res.groups[0].group.config.batch_size
+        spent += len(rung_points) * num_seeds * run_steps
+        for j, k in enumerate(survivors):
+            row = next(row for row in res.table if row["name"] == plans.config_name(rung_points[j], j))
+            last[k] = {**row, "name": plans.config_name(points[k], k), "configuration": k, "last_rung": r,
+                       "env_steps_per_run": run_steps}
+        order = sorted(survivors, key=lambda k: (-np.inf if last[k]["iqm"] is None else -last[k]["iqm"], k))
+        survivors = order
+    table = sorted(last.values(), key=lambda row: (-row["last_rung"], -np.inf if row["iqm"] is None else -row["iqm"],
+                                                   row["configuration"]))
+    full = len(points) * num_seeds * config.num_updates * config.batch_size
+    out = HalvingResult(results, table, spent, full, schedule)
+    if out_dir is not None and jax.process_index() == 0:
+        outputs.write_json(os.path.join(out_dir, "halving.json"), {
+            "algo": algo, "eta": eta, "rungs": len(schedule), "num_configurations": len(points),
+            "num_seeds": num_seeds, "schedule": [{"rung": r, "configurations": c, "env_steps_per_run": s}
+                                                 for r, (c, s) in enumerate(schedule)],
+            "env_steps": spent, "full_grid_env_steps": full, "fraction_of_full_grid": spent / full,
+            "best": table[0]["name"], "table": table})
+        text = outputs.format_table(table, extra=("last_rung",))
+        with outputs.atomic_path(os.path.join(out_dir, "table.txt")) as tmp, open(tmp, "w") as f:
+            f.write(text + "\n")
+    return out
+
+
 def resume(out_dir: str, quiet: bool = False, stop_after: Optional[int] = None, stop_on_nan: bool = False) -> Result:
     """Continue the run in ``out_dir`` from its newest readable checkpoints (the same plan,
     the same programs: the result is bit-identical to an uninterrupted run)."""
@@ -634,8 +774,9 @@ def restore(out_dir: str, group_index: int, config_override: Optional[dict] = No
     plan = Plan.read(out_dir)
     fp = stored_fingerprint(out_dir)
     g = groups(plan, config_override)[group_index]
-    program = get_algo(plan.algo).make_program(g.config)
-    batch = prepare(program, g.hparams, plan.num_seeds, plan.seed, plan.block)
+    program = make_program(plan, g.config)
+    batch = prepare(program, g.hparams, plan.num_seeds, plan.seed, plan.block,
+                    population=population_step(plan, program))
     directory = os.path.join(out_dir, "checkpoints", f"group{group_index}")
     if not os.path.isdir(directory):
         raise ValueError(f"{out_dir}: no checkpoint ({directory} does not exist"
