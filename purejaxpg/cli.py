@@ -27,10 +27,10 @@ signal ends the process at once).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from purejaxpg import report
 from purejaxpg.engine.spec import convert
 
 COMMANDS = ("train", "sweep", "pbt", "eval", "compare", "list", "lab")
@@ -160,13 +160,13 @@ def cmd_run(command: str, argv) -> int:
         _maybe_initialize(args)
         from purejaxpg.engine import runner
 
-        return _report(runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan), args.resume,
+        return report.finished(runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan), args.resume,
                        args.json)
     algo = _algo(argv)
     args = _run_parser(command, algo).parse_args(argv)
     _maybe_initialize(args)
     from purejaxpg.engine import plan as plans
-    from purejaxpg.engine import runner
+    from purejaxpg.engine import runner, search
 
     overrides = {s.name: getattr(args, s.name) for s in algo.spec.settings if getattr(args, s.name) is not None}
     env = algo.resolve(overrides, args.preset)[0].env  # bad values fail here, before anything is built
@@ -180,22 +180,22 @@ def cmd_run(command: str, argv) -> int:
     elif command == "pbt":
         out = args.out or f"runs/pbt-{algo.name}-{env}"
         ranges = plans.parse_ranges(args.ranges, algo.name)
-        result = runner.pbt(algo.name, out, overrides, args.population, ranges, args.ready_every, args.exploit,
+        result = search.pbt(algo.name, out, overrides, args.population, ranges, args.ready_every, args.exploit,
                             args.explore, **run, **options)
     elif args.halving:
         out = args.out or f"runs/sweep-{algo.name}-{env}"
         grid = plans.parse_grid(args.grid, algo.name)
         ranges = plans.parse_ranges(args.ranges, algo.name)
         eta, rungs = plans.parse_halving(args.halving)
-        result = runner.halving(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, eta, rungs,
+        result = search.halving(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, eta, rungs,
                                 **run, **options)
-        return _report_halving(result, out, args.json)
+        return report.halving(result, out, args.json)
     else:
         out = args.out or f"runs/sweep-{algo.name}-{env}"
         grid = plans.parse_grid(args.grid, algo.name)
         ranges = plans.parse_ranges(args.ranges, algo.name)
         result = runner.sweep(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, **run, **options)
-    return _report(result, out, args.json)
+    return report.finished(result, out, args.json)
 
 
 def _checkpoint_every(args) -> float:
@@ -216,117 +216,6 @@ def _maybe_initialize(args) -> None:
     d = _distributed()
     if d.wanted(args):
         d.initialize(args.coordinator, args.num_processes, args.process_id)
-
-
-def _report(result, out, as_json: bool = False) -> int:
-    """The end of a run: a short summary (or, with ``--json``, one line for scripts)."""
-    import jax
-
-    if jax.process_index() != 0:  # a multi-process run: process 0 reports
-        return 128 + result.signum if result.stop == "signal" else 1 if result.stop == "nonfinite" else 0
-    if result.stopped:
-        return _report_stop(result)
-    _warn_diverged(result)
-    from purejaxpg.engine.outputs import format_table
-
-    best, g = result.table[0], result.groups
-    compile_s, run_s = (sum(r.timings[k] for r in g) for k in ("compile_seconds", "run_seconds"))
-    if as_json:
-        print(json.dumps({"out": out, "configurations": len(result.table), "programs": len(g), "best": best["name"],
-                          "final_return_iqm": best["iqm"], "final_return_iqm_ci95": best["iqm_ci95"],
-                          "final_return_mean": best["mean"], "final_return_mean_ci95": best["mean_ci95"],
-                          "compile_seconds": round(compile_s, 2), "run_seconds": round(run_s, 2),
-                          "env_steps_per_second": best["env_steps_per_second"] and round(best["env_steps_per_second"]),
-                          **({"pbt": result.summaries[best["name"]]["pbt"]} if result.plan.pbt else {})}))
-        return 0
-    s = result.summaries[best["name"]]
-    fr = s["final_return"]
-
-    def num(v):
-        return "n/a" if v is None else f"{v:.1f}"
-
-    if not result.plan.single:
-        print(format_table(result.table))
-    what = ("best configuration " + best["name"] if not result.plan.single else
-            f"population of {s['num_seeds']}" if result.plan.pbt else f"{s['num_seeds']} seeds")
-    print(f"{result.plan.algo} on {s['env']}, {what}, {s['total_timesteps']:,} env steps each: final return IQM "
-          f"{num(fr['iqm'])} [95% CI {num(fr['iqm_ci95'][0])}, {num(fr['iqm_ci95'][1])}], mean {num(fr['mean'])} "
-          f"[{num(fr['ci95'][0])}, {num(fr['ci95'][1])}]")
-    sps = best["env_steps_per_second"]
-    print(f"compile {compile_s:.1f} s, run {run_s:.1f} s" + (f", {sps:,.0f} env steps/s over all runs" if sps else ""))
-    if result.plan.pbt:
-        part = s["pbt"]
-        hp = ", ".join(f"{k}={v:.4g}" for k, v in part["best_final_hparams"].items())
-        print(f"best member {part['best_member']}: final return {part['best_final_return']:.1f}"
-              + (f" with {hp} at the end" if hp else "") + f"; {part['exploited']} exploit steps over "
-              f"{len(part['ready_updates'])} ready steps")
-        print(f"wrote {out}/ (summary.json, lineage.json, pbt.png, metrics.npz, learning curves, checkpoints)")
-    else:
-        print(f"wrote {out}/ (summary.json, metrics.npz, learning curves, checkpoints)")
-    print(f"next: purejaxpg eval {out} --gif {out}/episode.gif    purejaxpg compare {out} OTHER_RUN")
-    return 0
-
-
-def _report_halving(result, out, as_json: bool = False) -> int:
-    """The end of a successive-halving sweep: its table (each configuration's last rung)
-    and the env steps it spent against the full grid's."""
-    if result.stopped:
-        return _report_stop(result.rungs[-1])
-    from purejaxpg.engine.outputs import format_table
-
-    best = result.best
-    frac = result.env_steps / result.full_grid_env_steps
-    if as_json:
-        print(json.dumps({"out": out, "best": best["name"], "last_rung": best["last_rung"],
-                          "final_return_iqm": best["iqm"], "final_return_iqm_ci95": best["iqm_ci95"],
-                          "env_steps": result.env_steps, "full_grid_env_steps": result.full_grid_env_steps,
-                          "fraction_of_full_grid": frac}))
-        return 0
-    print(format_table(result.table, extra=("last_rung",)))
-    print(f"successive halving, {len(result.schedule)} rungs ("
-          + ", ".join(f"{c} x {s:,} env steps" for c, s in result.schedule) + f"): best {best['name']}; "
-          f"{result.env_steps:,} env steps in all, {100 * frac:.1f}% of the full grid's {result.full_grid_env_steps:,}")
-    print(f"wrote {out}/ (halving.json, table.txt, rung0/ ... rung{len(result.schedule) - 1}/: each rung's sweep)")
-    return 0
-
-
-def _where(result) -> str:
-    """Where a stopped run is: updates done (of which program) and its checkpoint."""
-    r = result.groups[-1]
-    of = f" of program {len(result.groups)} of {result.num_programs}" if result.num_programs > 1 else ""
-    done = f"after {r.updates_done} of {r.batch.program.num_updates} updates{of}"
-    if r.checkpoint is None or (r.updates_done == 0 and len(result.groups) == 1):
-        return f"{done}, before any checkpoint; start it again with: {result.resume_command()}"
-    return f"{done}; checkpoint in {r.checkpoint}; continue with: {result.resume_command()}"
-
-
-def _diverged_text(result, limit: int = 3) -> str:
-    runs = result.diverged
-    shown = ", ".join(f"{name} seed {s} at update {u}" for name, s, u in runs[:limit])
-    return shown + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
-
-
-def _warn_diverged(result) -> None:
-    runs = result.diverged
-    if runs:
-        print(f"purejaxpg: warning: {len(runs)} of {result.num_runs} runs diverged (a loss, parameter or optimiser "
-              f"state non-finite from that update on): {_diverged_text(result)}; listed in summary.json",
-              file=sys.stderr)
-
-
-def _report_stop(result) -> int:
-    """The one line of a run that stopped early; its exit code."""
-    from purejaxpg.engine.runner import SIGNAL_NAMES
-
-    if result.stop == "signal":
-        print(f"purejaxpg: stopped by {SIGNAL_NAMES[result.signum]} {_where(result)}", file=sys.stderr)
-        return 128 + result.signum
-    if result.stop == "nonfinite":
-        print(f"purejaxpg: stopped (--stop-on-nan) {_where(result)}; diverged: {_diverged_text(result)}",
-              file=sys.stderr)
-        return 1
-    print(f"stopped; continue with --resume {result.out_dir}")
-    return 0
 
 
 def cmd_list(argv) -> int:

@@ -67,7 +67,7 @@ def reevaluate(picks: dict, base: dict, seeds: int, seed: int) -> dict:
 def one_repetition(env: str, T: int, rep: int, seeds: int, eval_seeds: int, full: bool) -> dict:
     import numpy as np
 
-    from purejaxpg.engine import runner
+    from purejaxpg.engine import runner, search
     from purejaxpg.engine.plan import configurations
 
     base = {"env": env, "total_timesteps": T}
@@ -84,7 +84,7 @@ def one_repetition(env: str, T: int, rep: int, seeds: int, eval_seeds: int, full
                             "table": [{"swept": row["swept"], "iqm": row["iqm"], "iqm_ci95": row["iqm_ci95"]}
                                       for row in r.table]}
     t = time.time()
-    h = runner.halving("ppo", None, base, GRID, num_seeds=seeds, eta=3, seed=seed, quiet=True, checkpoint_every=0)
+    h = search.halving("ppo", None, base, GRID, num_seeds=seeds, eta=3, seed=seed, quiet=True, checkpoint_every=0)
     out["halving"] = {"best": h.best["swept"], "iqm": h.best["iqm"], "env_steps": h.env_steps,
                       "full_grid_env_steps": h.full_grid_env_steps,
                       "fraction_of_full_grid": h.env_steps / h.full_grid_env_steps, "schedule": h.schedule,
@@ -101,7 +101,7 @@ def one_repetition(env: str, T: int, rep: int, seeds: int, eval_seeds: int, full
                           "env_steps": 4 * seeds * run_steps,
                           "seconds": time.time() - t}
     t = time.time()
-    p = runner.pbt("ppo", None, base, 16, RANGES, seed=seed, quiet=True, checkpoint_every=0)
+    p = search.pbt("ppo", None, base, 16, RANGES, seed=seed, quiet=True, checkpoint_every=0)
     part = p.summaries["run"]["pbt"]
     out["pbt"] = {"best": part["best_final_hparams"], "best_member_final_return": part["best_final_return"],
                   "members_final_return": part["final_return_per_member"], "exploited": part["exploited"],

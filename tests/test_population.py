@@ -1,5 +1,5 @@
-"""Population-based training and successive halving (engine.population, runner.pbt,
-runner.halving): exploit copies exactly the chosen member's state, explored values stay in
+"""Population-based training and successive halving (engine.population, search.pbt,
+search.halving): exploit copies exactly the chosen member's state, explored values stay in
 their ranges, PBT with exploit and explore off is a plain sweep bit for bit, a population
 stopped after a chunk and resumed is bit-identical, bad input is one line."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from purejaxpg import cli
 from purejaxpg.algos import get_algo
 from purejaxpg.engine import plan as plans
-from purejaxpg.engine import population, runner
+from purejaxpg.engine import population, runner, search
 
 # 6 updates of 64 env steps: ready steps after updates 2 and 4
 TINY = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 384, "hidden": (8,),
@@ -196,7 +196,7 @@ def test_pbt_with_exploit_and_explore_off_is_a_plain_sweep(tmp_path):
     configuration (its drawn hyperparameters) m with seed m, bit for bit (block=1: one run
     per vmap in both programs, so XLA's code does not depend on how many runs there are)."""
     P = 3
-    pop = runner.pbt("ppo", None, TINY, P, LR, ready_every=2, exploit="none", explore="none", quiet=True, block=1)
+    pop = search.pbt("ppo", None, TINY, P, LR, ready_every=2, exploit="none", explore="none", quiet=True, block=1)
     r, = pop.groups
     lrs = r.metrics["hp_lr"][0, :, 0]
     assert (r.metrics["hp_lr"][0] == lrs[:, None]).all() and len(set(lrs)) == P
@@ -224,7 +224,7 @@ def test_pbt_cli_writes_lineage_and_resumes_bit_identically(tmp_path, capsys):
     assert "best member" in out and "lineage.json" in out
     for f in ("lineage.json", "pbt.png", "summary.json", "metrics.npz", "run.json"):
         assert (tmp_path / "full" / f).exists(), f
-    part = runner.pbt("ppo", str(tmp_path / "part"), TINY,
+    part = search.pbt("ppo", str(tmp_path / "part"), TINY,
                       4, {"lr": (1e-4, 1e-2, "log"), "ent_coef": (0.0, 0.05, "lin")}, ready_every=2, quiet=True,
                       chunks=3, stop_after=1)
     assert part.stopped and not (tmp_path / "part" / "lineage.json").exists()
@@ -310,7 +310,7 @@ DEVICES_SCRIPT = """
 import sys, numpy as np
 from purejaxpg.engine import runner
 TINY = %r
-r = runner.pbt("ppo", None, TINY, 5, {"lr": (1e-4, 1e-2, "log")}, ready_every=2, exploit="truncation:0.4", quiet=True,
+r = search.pbt("ppo", None, TINY, 5, {"lr": (1e-4, 1e-2, "log")}, ready_every=2, exploit="truncation:0.4", quiet=True,
                block=1)
 g = r.groups[0]
 np.savez(sys.argv[1], final=g.final, padded=g.batch.padded, **g.metrics)
@@ -355,8 +355,8 @@ def test_docs_commands_parse(monkeypatch):
 
         return f
 
-    for name in ("pbt", "halving", "resume"):
-        monkeypatch.setattr(runner, name, capture(name))
+    for module, name in ((search, "pbt"), (search, "halving"), (runner, "resume")):
+        monkeypatch.setattr(module, name, capture(name))
     doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                             "pbt-and-halving.md")).read()
     blocks = doc.split("```")[1::2]

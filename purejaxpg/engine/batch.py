@@ -87,7 +87,7 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def _global(x: np.ndarray, sharding):
+def to_global(x: np.ndarray, sharding):
     """A global array sharded like ``sharding`` from a host array every process holds."""
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
@@ -158,7 +158,7 @@ class Batch:
 
     def no_nonfinite(self):
         """``first_nonfinite`` of runs that have not started: -1 everywhere."""
-        return _global(np.full(self.padded, -1, np.int32), self.keys.sharding)
+        return to_global(np.full(self.padded, -1, np.int32), self.keys.sharding)
 
     def scalar(self, value: int):
         """An int32 argument of ``steps`` (``start``, ``n``)."""
@@ -221,8 +221,8 @@ def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: i
     hp_host = {k: np.asarray([h[k] for h in hparams], np.float32).repeat(S)[pick] for k in hparams[0]}
 
     batch, repl = NamedSharding(mesh, P(AXIS)), NamedSharding(mesh, P())
-    keys = _global(keys_host, batch)
-    hps = {k: _global(v, batch) for k, v in hp_host.items()}
+    keys = to_global(keys_host, batch)
+    hps = {k: to_global(v, batch) for k, v in hp_host.items()}
     one, run_metrics = shapes or program_shapes(program, list(hp_host))
     axes = program.axes(one)
     carry_sharding = jax.tree_util.tree_map(lambda a: repl if a is None else batch, axes, is_leaf=_is_none)

@@ -35,7 +35,7 @@ import re
 import shutil
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -291,3 +291,28 @@ class CheckpointStore:
         with _quiet():
             self._mgr.wait_until_finished()
             self._mgr.close()
+
+
+def open_store(out_dir: Optional[str], gi: int) -> Optional["CheckpointStore"]:
+    """Group ``gi``'s checkpoints in ``out_dir`` (None without one)."""
+    if out_dir is None:
+        return None
+    return CheckpointStore(os.path.join(out_dir, "checkpoints", f"group{gi}"))
+
+
+def _metric_dtypes(batch) -> dict:
+    return {k: v.dtype for k, v in batch.metric_shapes(1).items()}
+
+
+def restore_newest(store, batch, fp: Optional[dict], delete_unreadable: bool, log: Callable):
+    """The newest readable checkpoint of ``store`` for ``batch`` (None when there is none);
+    says which steps it skipped."""
+    from purejaxpg.engine.control import wait
+
+    restored = wait(store.restore_latest, batch.abstract, _metric_dtypes(batch), batch.padded, fp,
+                     delete_unreadable)
+    if restored is not None and restored.skipped:
+        why = "; ".join(f"step {s}: {reason}" for s, reason in restored.skipped)
+        log(f"purejaxpg: checkpoint {'; '.join(str(s) for s, _ in restored.skipped)} in {store.directory} could not "
+            f"be read ({why}); using step {restored.step} ({restored.updates} updates)")
+    return restored

@@ -302,3 +302,28 @@ def write_outputs(out_dir: str, metrics: dict, final, ranges: dict, env_steps_pe
     if ranges:
         plot(info, os.path.join(out_dir, "pbt.png"))
     return info
+
+
+def record(result, out_dir: Optional[str]) -> dict:
+    """A population's lineage (lineage.json, pbt.png) and its part of summary.json: the
+    settings, the best member and its final hyperparameters. Written when ``out_dir``."""
+    from purejaxpg.engine import outputs
+
+    r, plan = result.groups[0], result.plan
+    metrics = {k: v[0] for k, v in r.metrics.items()}  # [P, U]
+    final = r.final[0]
+    ranges = {k: tuple(v) for k, v in plan.pbt.get("ranges", {}).items()}
+    info = lineage(metrics, final, ranges, r.batch.program.env_steps_per_update)
+    best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
+    hp_final = {k: float(metrics[f"hp_{k}"][best, -1]) for k in sorted(ranges)}
+    part = {"population": plan.num_seeds, "ready_every": ready_every(plan.pbt, r.batch.program.num_updates),
+            "exploit": plan.pbt["exploit"], "explore": plan.pbt["explore"], "ranges": info["ranges"],
+            "ready_updates": info["ready_updates"], "best_member": best, "best_final_return": float(final[best]),
+            "best_final_hparams": hp_final, "final_return_per_member": [float(v) for v in final],
+            "exploited": int(sum(p["parent"] != m["member"] for m in info["members"] for p in m["parents"]))}
+    name = r.group.names[0]
+    result.summaries[name]["pbt"] = part
+    if out_dir is not None:
+        write_outputs(out_dir, metrics, final, ranges, r.batch.program.env_steps_per_update)
+        outputs.write_json(os.path.join(out_dir, "summary.json"), result.summaries[name])
+    return info

@@ -2,7 +2,7 @@
 
 The runner calls ``ProgressBar.report(update_index, metrics)`` every
 ``cadence(num_updates)`` updates, once for all runs ({name: [padded runs]}), from the host
-between pieces of a chunk (engine.runner.pieces). The bar shows updates done, env
+between pieces of a chunk (engine.control.pieces). The bar shows updates done, env
 steps/s over all runs and the mean training return of the runs that finished an episode.
 """
 from __future__ import annotations

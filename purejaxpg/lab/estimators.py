@@ -155,15 +155,15 @@ def first_episode_mask(done: jax.Array) -> jax.Array:
     return ((jnp.cumsum(done, axis=0) - done) == 0).astype(jnp.float32)
 
 
-def _log_probs(theta, obs, action):
+def log_probs(theta, obs, action):
     logits = obs @ theta
     return jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], axis=-1)[..., 0]
 
 
-def _policy_fn(theta, obs, key):
+def policy_fn(theta, obs, key):
     logits = obs @ theta
     action = jax.random.categorical(key, logits)
-    return action, _log_probs(theta, obs, action)
+    return action, log_probs(theta, obs, action)
 
 
 def batch_gradients(traj: rollout.Transition, theta, V, b, gamma, lam, clip_eps, num_episodes) -> dict:
@@ -192,10 +192,10 @@ def batch_gradients(traj: rollout.Transition, theta, V, b, gamma, lam, clip_eps,
     scale = mask.sum() / num_episodes
 
     def pg_loss(th, w):
-        return reinforce_loss(_log_probs(th, traj.obs, traj.action), w, mask) * scale
+        return reinforce_loss(log_probs(th, traj.obs, traj.action), w, mask) * scale
 
     def ppo_loss(th, a):
-        loss, _ = ppo_clip_loss(_log_probs(th, traj.obs, traj.action), traj.log_prob, a, clip_eps, mask)
+        loss, _ = ppo_clip_loss(log_probs(th, traj.obs, traj.action), traj.log_prob, a, clip_eps, mask)
         return loss * scale
 
     pg = jax.vmap(jax.grad(pg_loss), in_axes=(None, 0))(theta, jnp.stack([weights[k] for k in _REINFORCE_WEIGHTS]))
@@ -227,7 +227,7 @@ def sample_gradients(problem: Problem, exact: dict, batch_size: int, k: int, key
     def run_chunk(key):
         k_reset, k_collect = jax.random.split(key)
         carry = rollout.reset(venv, k_reset, False)
-        _, traj = rollout.collect(venv, _policy_fn, theta, carry, k_collect, H)
+        _, traj = rollout.collect(venv, policy_fn, theta, carry, k_collect, H)
         # [H, chunk * B, ...] -> [chunk, H, B, ...]: one batch per leading index
         traj = jax.tree.map(lambda x: jnp.moveaxis(x.reshape((H, chunk, B) + x.shape[2:]), 1, 0), traj)
         return jax.vmap(lambda t: batch_gradients(t, theta, V, b, gamma, lam, clip_eps, B))(traj)

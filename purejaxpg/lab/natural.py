@@ -29,7 +29,7 @@ from purejaxpg.core import advantages as adv
 from purejaxpg.core import natural, rollout
 from purejaxpg.envs import VecEnv
 from purejaxpg.lab import exact as ex
-from purejaxpg.lab.estimators import Problem, _log_probs, _policy_fn, exact_quantities, first_episode_mask, make_problem
+from purejaxpg.lab.estimators import Problem, exact_quantities, first_episode_mask, log_probs, make_problem, policy_fn
 
 CG_TOL = 1e-10  # relative residual at which CG stops moving (F is singular: see core.natural)
 ETAS = (0.1, 1.0, 10.0, 100.0, 1000.0)  # step sizes of the ascent grid
@@ -75,7 +75,7 @@ def _sampled_direction(traj, theta, V, gamma, num_episodes, iters: int):
     log_pi0 = jax.nn.log_softmax(traj.obs @ theta)
 
     def objective(x):  # its gradient at theta: (1/B) sum_t gamma^t (G_t - V) grad log pi
-        return (weight * _log_probs(x.reshape(shape), traj.obs, traj.action)).sum() / num_episodes
+        return (weight * log_probs(x.reshape(shape), traj.obs, traj.action)).sum() / num_episodes
 
     def kl(x):  # (1/B) sum_t gamma^t KL(pi_theta(s_t) || pi_x(s_t)): expectation sum_s d(s) KL_s
         log_pi = jax.nn.log_softmax(traj.obs @ x.reshape(shape))
@@ -108,7 +108,7 @@ def sampled_directions(problem: Problem, exact_direction: np.ndarray, batch_size
         @jax.jit
         def collect(key):
             k_reset, k_collect = jax.random.split(key)
-            return rollout.collect(venv, _policy_fn, theta, rollout.reset(venv, k_reset, False), k_collect, H)[1]
+            return rollout.collect(venv, policy_fn, theta, rollout.reset(venv, k_reset, False), k_collect, H)[1]
 
         nat, van = [], []
         for j in range(int(k)):

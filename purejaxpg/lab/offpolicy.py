@@ -36,7 +36,7 @@ from purejaxpg.core import rollout
 from purejaxpg.core.losses import reinforce_loss
 from purejaxpg.envs import VecEnv, make_env
 from purejaxpg.lab import exact as ex
-from purejaxpg.lab.estimators import Problem, _log_probs, first_episode_mask, summarize
+from purejaxpg.lab.estimators import Problem, first_episode_mask, log_probs, summarize
 
 OFF_ESTIMATORS = {
     "is_whole": (True, "rho_{0:T} G_0"),
@@ -65,7 +65,7 @@ def weights(traj: rollout.Transition, theta, V, gamma, clip=None) -> dict:
     """Every estimator's per-step weight w_t on grad log pi, [H, B], first episodes only
     (traj.log_prob is log beta)."""
     mask = first_episode_mask(traj.done)
-    log_rho = (_log_probs(theta, traj.obs, traj.action) - traj.log_prob) * mask  # 0 after the first episode
+    log_rho = (log_probs(theta, traj.obs, traj.action) - traj.log_prob) * mask  # 0 after the first episode
     rho = jnp.exp(log_rho)
     gt = adv.discount_weights(gamma, traj.episode_step)
     discounts = traj.discounts(gamma)
@@ -93,7 +93,7 @@ def batch_gradients(traj, theta, V, gamma, num_episodes) -> dict:
     scale = mask.sum() / num_episodes
 
     def loss(th, wt):
-        return reinforce_loss(_log_probs(th, traj.obs, traj.action), wt, mask) * scale
+        return reinforce_loss(log_probs(th, traj.obs, traj.action), wt, mask) * scale
 
     names = list(OFF_ESTIMATORS)
     grads = jax.vmap(jax.grad(loss), in_axes=(None, 0))(theta, jnp.stack([w[k] for k in names]))
