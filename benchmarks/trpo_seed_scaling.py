@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from benchmarks.trpo_vs_sb3 import configure_jax, git_commit
+from benchmarks import git_commit, setup
 
 
 def main(argv=None) -> int:
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--updates", type=int, default=10)
     p.add_argument("--json", default=os.path.join(HERE, "results", "trpo_seed_scaling.json"))
     args = p.parse_args(argv)
-    configure_jax()
+    setup()
     import jax
 
     from purejaxpg.algos import get_algo

@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -30,27 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, ROOT)
 
+from benchmarks import git_commit, setup
+
 SB3_KWARGS = dict(n_steps=256, batch_size=128, gamma=0.99, gae_lambda=0.95, learning_rate=1e-3, cg_max_steps=15,
                   cg_damping=0.1, line_search_shrinking_factor=0.8, line_search_max_iter=10, n_critic_updates=10,
                   target_kl=0.01, normalize_advantage=True)
-
-
-def configure_jax() -> None:
-    """jaxlib 0.10's CPU deadlock workarounds; to become purejaxpg.engine.compat.configure()."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
-    import jax
-
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def sb3_run(env_steps: int, seed: int, threads: int) -> dict:
@@ -90,7 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--json", default=os.path.join(HERE, "results", "trpo_vs_sb3.json"))
     args = p.parse_args(argv)
-    configure_jax()
+    setup()
     import jax
     import sb3_contrib
     import torch

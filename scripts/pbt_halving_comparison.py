@@ -36,17 +36,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
+from benchmarks import git_commit
+
 GRID = {"lr": [1e-4, 1e-3, 1e-2], "clip_eps": [0.1, 0.2, 0.3], "ent_coef": [0.0, 0.01, 0.05]}
 RANGES = {"lr": (1e-4, 1e-2, "log"), "clip_eps": (0.1, 0.3, "lin"), "ent_coef": (0.0, 0.05, "lin")}
-
-
-def git_commit() -> str:
-    import subprocess
-
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def reevaluate(picks: dict, base: dict, seeds: int, seed: int) -> dict:

@@ -22,11 +22,12 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+
+from benchmarks import git_commit, setup
 
 RUNS = {
     "trpo-cartpole": ("trpo", "CartPole-v1", 200_000, 475.0),
@@ -35,27 +36,6 @@ RUNS = {
     "trpo-acrobot": ("trpo", "Acrobot-v1", 500_000, -100.0),
     "trpo-pendulum": ("trpo", "Pendulum-v1", 1_000_000, -250.0),
 }
-
-
-def configure_jax() -> None:
-    """jaxlib 0.10's CPU deadlock workarounds (Eigen threads off, synchronous dispatch),
-    before JAX starts; to be replaced by purejaxpg.engine.compat.configure() once it lands."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
-    import jax
-
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -68,7 +48,7 @@ def main(argv=None) -> int:
     unknown = set(names) - set(RUNS)
     if unknown:
         raise SystemExit(f"unknown run(s) {sorted(unknown)}; valid: {', '.join(RUNS)}")
-    configure_jax()
+    setup()
     import numpy as np
 
     from purejaxpg.algos import get_algo

@@ -14,7 +14,7 @@ is Brax itself: imports are absolute.)
 """
 from __future__ import annotations
 
-from purejaxpg.envs.physics import RESETS, PhysicsEnv
+from purejaxpg.envs.physics import RESETS, PhysicsEnv, positive_ints
 from purejaxpg.envs.suites import parse
 
 BACKENDS = ("mjx", "generalized", "positional", "spring")
@@ -44,13 +44,7 @@ def _options(name: str, kwargs: dict) -> tuple:
                          f"got {out['impl']!r}")
     if out["reset"] not in RESETS:
         raise ValueError(f"reset must be one of {', '.join(RESETS)} for {name!r}, got {out['reset']!r}")
-    for key, default in (("episode_length", EPISODE_LENGTH), ("action_repeat", 1)):
-        try:
-            out[key] = int(opts.get(key, default))
-        except (TypeError, ValueError):
-            raise ValueError(f"{key} must be an integer in {name!r}, got {opts[key]!r}") from None
-        if out[key] < 1:
-            raise ValueError(f"{key} must be positive in {name!r}, got {out[key]}")
+    out.update(positive_ints(opts, name, {"episode_length": EPISODE_LENGTH, "action_repeat": 1}))
     return task, out
 
 

@@ -50,6 +50,22 @@ class PhysicsParams(environment.EnvParams):
     max_steps_in_episode: int = 1000
 
 
+def positive_ints(opts: dict, name: str, defaults: dict) -> dict:
+    """The options of ``defaults`` as integers >= 1 (a default of None: only if given);
+    a one-line ValueError naming ``name`` otherwise."""
+    out = {}
+    for key, default in defaults.items():
+        if key not in opts and default is None:
+            continue
+        try:
+            out[key] = int(opts.get(key, default))
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} must be an integer in {name!r}, got {opts[key]!r}") from None
+        if out[key] < 1:
+            raise ValueError(f"{key} must be positive in {name!r}, got {out[key]}")
+    return out
+
+
 def flatten_obs(obs) -> jax.Array:
     """An observation (array, or dict of arrays in key order) as one float32 vector."""
     if isinstance(obs, dict):

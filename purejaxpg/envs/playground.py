@@ -12,7 +12,7 @@ imports it only when a ``playground/...`` environment is asked for.
 """
 from __future__ import annotations
 
-from purejaxpg.envs.physics import RESETS, PhysicsEnv
+from purejaxpg.envs.physics import RESETS, PhysicsEnv, positive_ints
 from purejaxpg.envs.suites import parse
 
 IMPLS = ("jax", "warp")
@@ -41,14 +41,7 @@ def _options(name: str, kwargs: dict) -> tuple:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)} for {name!r}, got {out['impl']!r}")
     if out["reset"] not in RESETS:
         raise ValueError(f"reset must be one of {', '.join(RESETS)} for {name!r}, got {out['reset']!r}")
-    for key in ("episode_length", "action_repeat"):
-        if key in opts:
-            try:
-                out[key] = int(opts[key])
-            except (TypeError, ValueError):
-                raise ValueError(f"{key} must be an integer in {name!r}, got {opts[key]!r}") from None
-            if out[key] < 1:
-                raise ValueError(f"{key} must be positive in {name!r}, got {out[key]}")
+    out.update(positive_ints(opts, name, {"episode_length": None, "action_repeat": None}))
     return task, out
 
 
