@@ -163,6 +163,7 @@ def cmd_run(command: str, argv) -> int:
         return report.finished(runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan), args.resume,
                        args.json)
     algo = _algo(argv)
+    name = argv[0]  # as given: a registered name or module:attribute (algo.name is its display name)
     args = _run_parser(command, algo).parse_args(argv)
     _maybe_initialize(args)
     from purejaxpg.engine import plan as plans
@@ -176,25 +177,25 @@ def cmd_run(command: str, argv) -> int:
     run = dict(quiet=args.quiet, overwrite=args.overwrite, stop_on_nan=args.stop_on_nan)
     if command == "train":
         out = args.out or f"runs/{algo.name}-{env}"
-        result = runner.train(algo.name, overrides, args.num_seeds, out, **run, **options)
+        result = runner.train(name, overrides, args.num_seeds, out, **run, **options)
     elif command == "pbt":
         out = args.out or f"runs/pbt-{algo.name}-{env}"
-        ranges = plans.parse_ranges(args.ranges, algo.name)
-        result = search.pbt(algo.name, out, overrides, args.population, ranges, args.ready_every, args.exploit,
+        ranges = plans.parse_ranges(args.ranges, name)
+        result = search.pbt(name, out, overrides, args.population, ranges, args.ready_every, args.exploit,
                             args.explore, **run, **options)
     elif args.halving:
         out = args.out or f"runs/sweep-{algo.name}-{env}"
-        grid = plans.parse_grid(args.grid, algo.name)
-        ranges = plans.parse_ranges(args.ranges, algo.name)
+        grid = plans.parse_grid(args.grid, name)
+        ranges = plans.parse_ranges(args.ranges, name)
         eta, rungs = plans.parse_halving(args.halving)
-        result = search.halving(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, eta, rungs,
+        result = search.halving(name, out, overrides, grid, ranges, args.samples, args.num_seeds, eta, rungs,
                                 **run, **options)
         return report.halving(result, out, args.json)
     else:
         out = args.out or f"runs/sweep-{algo.name}-{env}"
-        grid = plans.parse_grid(args.grid, algo.name)
-        ranges = plans.parse_ranges(args.ranges, algo.name)
-        result = runner.sweep(algo.name, out, overrides, grid, ranges, args.samples, args.num_seeds, **run, **options)
+        grid = plans.parse_grid(args.grid, name)
+        ranges = plans.parse_ranges(args.ranges, name)
+        result = runner.sweep(name, out, overrides, grid, ranges, args.samples, args.num_seeds, **run, **options)
     return report.finished(result, out, args.json)
 
 
