@@ -374,7 +374,7 @@ def main(argv=None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt as e:  # a signal in a run without checkpoints, or outside a run
-        from purejaxpg.engine.runner import SIGNAL_NAMES, worker_busy
+        from purejaxpg.engine.control import SIGNAL_NAMES, worker_busy
 
         signum = getattr(e, "signum", 2)
         print(f"purejaxpg: stopped by {SIGNAL_NAMES.get(signum, 'SIGINT')}; nothing was saved", file=sys.stderr)

@@ -105,7 +105,7 @@ def warn_diverged(result) -> None:
 
 def stopped(result) -> int:
     """The one line of a run that stopped early; its exit code."""
-    from purejaxpg.engine.runner import SIGNAL_NAMES
+    from purejaxpg.engine.control import SIGNAL_NAMES
 
     if result.stop == "signal":
         print(f"purejaxpg: stopped by {SIGNAL_NAMES[result.signum]} {where(result)}", file=sys.stderr)

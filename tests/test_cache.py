@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from purejaxpg.engine import cache
-from purejaxpg.engine.runner import pieces, report_due
+from purejaxpg.engine.control import pieces, report_due
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
