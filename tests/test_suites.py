@@ -51,6 +51,7 @@ def test_a_missing_suite_says_how_to_install_it(monkeypatch):
 
 
 def test_presets_cover_suite_tasks_and_options():
+    pytest.importorskip("mujoco_playground", reason="the mujoco extra is not installed")
     ppo, sac = get_algo("ppo"), get_algo("sac")
     cpu = ppo.preset("playground/CheetahRun")
     assert cpu["num_envs"] == 32 and cpu["gamma"] == 0.995  # the family's CPU version
