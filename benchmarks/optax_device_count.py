@@ -27,13 +27,16 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
+sys.path.insert(0, ROOT)
+
+from benchmarks import git_commit, machine
+
 RUNS, BLOCK, STEPS = 8, 2, 30
 OPTIMISERS = ("optax", "clipped_adam", "optax_adam_only", "optax_clip_sgd", "optax_clip_inactive")
 
@@ -94,26 +97,6 @@ def child(out_path: str) -> int:
         out.update({f"{name}/{k}": np.asarray(v) for k, v in f(keys).items()})
     np.savez(out_path, **out)
     return 0
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"node": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "system": platform.platform()}
 
 
 def main(argv=None) -> int:

@@ -34,9 +34,9 @@ from purejaxpg.engine import compat
 
 compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
 
-from sac_prng import git_commit, machine
-
 from purejaxpg.engine import runner
+
+from benchmarks import git_commit, machine
 
 RUNS = {
     "ppo": {"algo": "ppo", "env": "playground/CartpoleBalance", "seeds": 8, "budget": 5_000_000, "threshold": 900.0},

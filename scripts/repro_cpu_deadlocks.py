@@ -52,7 +52,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -61,6 +60,10 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, ROOT)
+
+from benchmarks import git_commit, machine
+
 CASES = ("qr", "solve", "eigen", "async")
 DEFAULT_TIMEOUT = {"qr": 45, "solve": 45, "eigen": 150, "async": 150}  # normal trials here: ~6 s / ~35 s
 DEFAULT_REPEATS = {"qr": 20, "solve": 20, "eigen": 3, "async": 3}
@@ -204,25 +207,6 @@ def run_trial(case: str, workaround: str, repeats: int, timeout: float, stacks: 
     return result
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip() + ("" if subprocess.run(
-                                  ["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode == 0 else "+dirty")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"node": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "system": platform.platform()}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("cases", nargs="*", help=f"{', '.join(CASES)} or all")
@@ -248,7 +232,7 @@ def main(argv=None) -> int:
 
     load_before = os.getloadavg()
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": _machine(), "commit": _git_commit(), "jaxlib": compat.installed_jaxlib_version(),
+              "machine": machine(), "commit": git_commit(), "jaxlib": compat.installed_jaxlib_version(),
               "workaround": args.workaround, "load_average_before": load_before, "cases": {}}
     for case in cases:
         timeout = args.timeout or DEFAULT_TIMEOUT[case]
