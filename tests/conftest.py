@@ -26,3 +26,14 @@ from purejaxpg.engine import cache, host
 
 host.configure()  # the jaxlib 0.10 CPU settings, before JAX's backend starts (as the CLI does)
 cache.configure()
+
+# The modules with the longest tests first, so that pytest-xdist starts them on separate workers
+# at once and the short tests fill the end of the run (pyproject.toml's addopts: one worker per
+# core). Measured with `pytest --durations=40` on 2 cores: each of these has tests of 30-100 s.
+SLOW_FIRST = ("test_docs.py", "test_physics_learning.py", "test_nothing_lost.py", "test_runner.py",
+              "test_distributed.py", "test_determinism.py", "test_envs.py", "test_population.py", "test_cache.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: file order otherwise

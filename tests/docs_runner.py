@@ -17,6 +17,9 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPDATES = 4  # updates after warm-up that each documented run keeps
+# XLA_FLAGS with LLVM's optimisations off: about half the compile time; floats round differently,
+# so only for processes whose results are compared with each other (or not at all)
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
 

@@ -31,14 +31,13 @@ import subprocess
 import sys
 
 import pytest
-from docs_runner import ROOT, blocks
+from docs_runner import FAST_COMPILE, ROOT, blocks
 
 # Pages whose commands another test checks instead, and why.
 ELSEWHERE = {"docs/physics.md": "MJX programs take minutes to compile on a CPU: tests/test_physics_doc.py parses and "
                                 "validates each command, tests/test_physics_learning.py trains CartpoleBalance"}
 PAGES = ["README.md"] + sorted(os.path.join("docs", p) for p in os.listdir(os.path.join(ROOT, "docs"))
                                if p.endswith(".md") and os.path.join("docs", p) not in ELSEWHERE)
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
 def test_the_reader_finds_the_commands():

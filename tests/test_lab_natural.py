@@ -16,6 +16,9 @@ from purejaxpg.lab.estimators import exact_quantities, make_problem
 
 import reference as ref
 
+# pytest-xdist: this module's tests share module-scoped work, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("lab_natural")
+
 variants = chex.variants(with_jit=True, without_jit=True)
 
 

@@ -21,6 +21,9 @@ from purejaxpg.engine import plan as plans
 from purejaxpg.engine import runner
 from purejaxpg.engine.checkpoint import MANIFEST
 
+# pytest-xdist: this module's tests share module-scoped work, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("nothing_lost")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--env", "CartPole-v1", "--num-seeds", "2", "--total-timesteps", "512", "--num-envs", "4", "--num-steps",
         "16", "--hidden", "16", "--update-epochs", "1", "--num-minibatches", "2", "--num-eval-episodes", "2",

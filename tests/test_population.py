@@ -18,6 +18,9 @@ from purejaxpg.algos import get_algo
 from purejaxpg.engine import plan as plans
 from purejaxpg.engine import population, runner, search
 
+# pytest-xdist: this module's tests share module-scoped work, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("population")
+
 # 6 updates of 64 env steps: ready steps after updates 2 and 4
 TINY = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 384, "hidden": (8,),
         "update_epochs": 1, "num_minibatches": 2, "num_eval_episodes": 2}

@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from docs_runner import FAST_COMPILE
 
 from purejaxpg.engine import plan, runner
 
@@ -182,7 +183,10 @@ def test_results_do_not_depend_on_the_device_count(tmp_path):
     state (parameters, optimiser, env states, replay buffer, keys) are bit-identical."""
     results = []
     for n in (1, 4):
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu",
+        # both sides compile with LLVM's optimisations off (as tests/test_docs.py does): they are
+        # compared with each other only, and it about halves their compile time
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n} {FAST_COMPILE}",
+               "JAX_PLATFORMS": "cpu",
                "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
         path = tmp_path / f"d{n}.npz"
         algos = json.dumps([["ppo", TINY, {"lr": [1e-3, 3e-3]}], ["sac", SAC_TINY, {"critic_lr": [1e-3, 3e-3]}]])

@@ -22,6 +22,9 @@ from purejaxpg.lab import exact as ex
 
 import reference as ref
 
+# pytest-xdist: this module's tests share module-scoped work, so one worker runs them all
+pytestmark = pytest.mark.xdist_group("tabular_lab")
+
 variants = chex.variants(with_jit=True, without_jit=True)
 
 
