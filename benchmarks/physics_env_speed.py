@@ -26,8 +26,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
-sys.path.insert(0, HERE)
-from sac_prng import git_commit, machine
+sys.path.insert(0, ROOT)
+from benchmarks import git_commit, machine
 
 DEFAULT = ("playground/CartpoleBalance", "playground/PendulumSwingup", "playground/CheetahRun",
            "brax/inverted_pendulum", "brax/ant")

@@ -37,12 +37,19 @@ for each episode (``@reset=first`` would copy Brax).
 trains one seed per call, so 8 calls, each building the env and compiling. Every
 measurement is a fresh process (cold compiles, nothing shared); the two sides alternate
 (which goes first swaps each repeat) and the table shows medians over ``--repeats``.
+Compilation caches (``--cache``): ``off`` (the default) keeps JAX's persistent cache off on
+both sides, so every measurement compiles everything, as a first run on a new machine does;
+``shared`` gives each side its own persistent cache for the whole benchmark (purejaxpg:
+``PUREJAXPG_COMPILE_CACHE``; Brax: ``JAX_COMPILATION_CACHE_DIR``, every program cached), so
+Brax's 8 calls compile once and later repeats read from it: what each side costs once a user
+has its cache, and the cheap way to compare final returns at a full budget.
 Compile time is what JAX reports (``/jax/core/compile/*_duration`` events: tracing, lowering,
 XLA compile), summed over the whole measurement; "excl. compile" subtracts it from the wall
 time. Env steps/s counts training env steps over wall time without compile.
 
     python benchmarks/physics_side_by_side.py --algo ppo --seeds 1,8 --repeats 2
     python benchmarks/physics_side_by_side.py --algo sac --seeds 1,8 --repeats 1
+    python benchmarks/physics_side_by_side.py --seeds 8 --cache shared      # final returns, full budget
 
 Writes benchmarks/results/physics_side_by_side-ALGO.json (``--out``) with date, machine,
 load averages before and after each measurement, versions and the git commit.
@@ -62,8 +69,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
-sys.path.insert(0, HERE)
-from sac_prng import git_commit, machine
+sys.path.insert(0, ROOT)
+from benchmarks import git_commit, machine
 
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
@@ -207,14 +214,27 @@ def iqm(xs):
     return sum(mid) / len(mid)
 
 
-def measure(args, side: str, seeds: int) -> dict:
+def cache_env(choice: str, side: str, where: str) -> dict:
+    """The environment of one measurement's process for ``--cache`` ``choice``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "PUREJAXPG_COMPILE_CACHE")}
+    if choice == "off":
+        return {**env, "PUREJAXPG_COMPILE_CACHE": "off"}
+    directory = os.path.join(where, side)
+    if side == "purejaxpg":
+        return {**env, "PUREJAXPG_COMPILE_CACHE": directory}
+    return {**env, "JAX_COMPILATION_CACHE_DIR": directory, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+
+
+def measure(args, side: str, seeds: int, caches: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "r.json")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--algo", args.algo, "--env", args.env,
                "--preset", args.preset, "--seeds-child", str(seeds), "--out", out,
                "--total-timesteps", str(args.total_timesteps)]
         load = os.getloadavg()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout,
+                              env=cache_env(args.cache, side, caches))
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
         with open(out) as f:
@@ -245,7 +265,8 @@ def summarize(runs: list) -> list:
 
 
 def print_table(result: dict) -> None:
-    print(f"{result['algo']} on {result['env']} ({result['preset']} preset), "
+    print(f"{result['algo']} on {result['env']} ({result['preset']} preset, compilation cache "
+          f"{result.get('cache', 'off')}), "
           f"{result['rows'][0]['env_steps_per_seed']:,} env steps per seed; medians of {result['repeats']} repeat(s)")
     print(f"{'':<10} {'seeds':>5} {'wall s':>8} {'compile s':>10} {'excl. compile s':>16} {'env steps/s':>12} "
           f"{'final mean':>11} {'IQM':>7} {'min':>7}")
@@ -253,7 +274,7 @@ def print_table(result: dict) -> None:
         print(f"{r['side']:<10} {r['seeds']:>5} {r['wall_seconds']:>8.0f} {r['compile_seconds']:>10.0f} "
               f"{r['wall_excl_compile_seconds']:>16.0f} {r['env_steps_per_second']:>12,.0f} "
               f"{r['final_return_mean']:>11.1f} {r['final_return_iqm']:>7.1f} {r['final_return_min']:>7.1f}")
-    print(f"machine {result['machine']['cpu']} x {result['machine']['cores']}; commit {result['commit']}; "
+    print(f"machine {result['machine']['cpu']} x {result['machine']['logical_cpus']}; commit {result['commit']}; "
           f"{result['started']} to {result['finished']}")
     print(f"uptime at start: {result['uptime_first']}")
     print(f"uptime at end:   {result['uptime_last']}")
@@ -267,6 +288,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="1,8", help="seed counts to measure (default 1,8)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--total-timesteps", type=int, default=0, help="env steps per seed (default: the preset's)")
+    p.add_argument("--cache", choices=("off", "shared"), default="off",
+                   help="off: every measurement compiles cold; shared: a persistent cache per side (see above)")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per measurement")
     p.add_argument("--out", default=None)
     p.add_argument("--child", choices=("purejaxpg", "brax"), help=argparse.SUPPRESS)
@@ -290,14 +313,15 @@ def main(argv=None) -> int:
     uptime_first = uptime()
     print(f"started {started}; uptime: {uptime_first}", flush=True)
     runs = []
-    for rep in range(args.repeats):
-        for seeds in [int(x) for x in args.seeds.split(",")]:
-            order = ("purejaxpg", "brax") if (rep + seeds) % 2 == 0 else ("brax", "purejaxpg")
-            for side in order:
-                runs.append(measure(args, side, seeds))
+    with tempfile.TemporaryDirectory() as caches:
+        for rep in range(args.repeats):
+            for seeds in [int(x) for x in args.seeds.split(",")]:
+                order = ("purejaxpg", "brax") if (rep + seeds) % 2 == 0 else ("brax", "purejaxpg")
+                for side in order:
+                    runs.append(measure(args, side, seeds, caches))
     from importlib import metadata
 
-    result = {"algo": args.algo, "env": args.env, "preset": args.preset, "repeats": args.repeats,
+    result = {"algo": args.algo, "env": args.env, "preset": args.preset, "repeats": args.repeats, "cache": args.cache,
               "started": started, "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "load_first": list(load_first), "uptime_first": uptime_first,
               "uptime_last": uptime(), "commit": git_commit(),
@@ -305,7 +329,8 @@ def main(argv=None) -> int:
               "versions": {m: metadata.version(m) for m in ("jax", "jaxlib", "brax", "mujoco", "mujoco-mjx",
                                                            "playground")},
               "rows": summarize(runs), "runs": runs}
-    out = args.out or os.path.join(HERE, "results", f"physics_side_by_side-{args.algo}.json")
+    suffix = "" if args.cache == "off" else f"-cache-{args.cache}"
+    out = args.out or os.path.join(HERE, "results", f"physics_side_by_side-{args.algo}{suffix}.json")
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print_table(result)
