@@ -253,7 +253,7 @@ def cmd_lab(argv) -> int:
     p.add_argument("--actions", type=_typed(int, "actions"), default=None, help="random: number of actions (default 3)")
     p.add_argument("--batch-sizes", type=_typed(tuple, "batch_sizes"), default=(4, 16, 64),
                    help="episodes per batch (default 4,16,64)")
-    p.add_argument("--k", type=_typed(int, "k"), default=200, help="batches per batch size (default 200)")
+    p.add_argument("--k", type=_typed(int, "k"), default=200, help="batches per batch size (default 200; the off-policy section takes 4 k)")
     p.add_argument("--seed", type=_typed(int, "seed"), default=0, help="MDP, policy and sampling seed (default 0)")
     p.add_argument("--lam", type=_typed(float, "lam"), default=0.95, help="GAE lambda (default 0.95)")
     p.add_argument("--out", default=None, help="output directory (default runs/lab-MDP)")
