@@ -1,8 +1,9 @@
 """Runs the commands of one documentation page (``python tests/docs_runner.py PAGE DIR``),
 for ``tests/test_docs.py``, which says what is run and how; exits 0 when every one ran.
 
-The budget of every run is cut to ``UPDATES`` updates after its warm-up (a wrapper around
-``Spec.resolve``, so the runner, resume and eval see the same budget) and the lab to a few
+The budget of every run is cut to ``UPDATES`` updates after its warm-up, an off-policy
+warm-up (random actions before ``learning_starts``) to one update (a wrapper around
+``Spec.resolve``, so the runner, resume and eval see the same budget), and the lab to a few
 batches without its natural-gradient and off-policy sections.
 """
 import os
@@ -42,7 +43,8 @@ def blocks(page: str) -> list:
 
 
 def small_budget() -> None:
-    """Cut every run to ``UPDATES`` updates after warm-up, and the lab to 4 batches."""
+    """Cut every run to ``UPDATES`` updates after a warm-up of at most one update, and the lab
+    to 4 batches."""
     import purejaxpg.lab
     from purejaxpg.engine.spec import Spec
 
@@ -50,11 +52,13 @@ def small_budget() -> None:
 
     def small(self, overrides=None, base=None):
         config, hparams = resolve(self, overrides, base)
+        cut = dict(overrides or {})
         warmup = getattr(config, "num_warmup_updates", 0)
+        if warmup > 1 and hasattr(config, "learning_starts"):  # off-policy: one update of random actions
+            cut["learning_starts"], warmup = config.batch_size, 1
         if getattr(config, "num_updates", 0) > warmup + UPDATES:
-            budget = config.batch_size * (warmup + UPDATES)
-            config, hparams = resolve(self, {**(overrides or {}), "total_timesteps": budget}, base)
-        return config, hparams
+            cut["total_timesteps"] = config.batch_size * (warmup + UPDATES)
+        return resolve(self, cut, base) if cut != dict(overrides or {}) else (config, hparams)
 
     def small_lab(mdp="random", num_states=None, num_actions=None, batch_sizes=(4, 16, 64), k=200, *args, **kwargs):
         return run_lab(mdp, num_states, num_actions, batch_sizes, min(int(k), 4), *args,

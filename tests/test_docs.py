@@ -7,7 +7,8 @@ whole; a page's commands and blocks run in their order, in a fresh directory per
 (``tests/docs_runner.py``):
 
 * ``purejaxpg ...`` runs in that process (``purejaxpg.cli.main``) and must exit 0. Every run
-  is cut to 4 updates after its warm-up and the lab to 4 batches without its
+  is cut to 4 updates after its warm-up (an off-policy warm-up of random actions to one
+  update) and the lab to 4 batches without its
   natural-gradient and off-policy sections (``tests/test_lab_natural.py`` runs those);
 * ``VAR=value`` before a command: ``PYTHONPATH`` entries go on ``sys.path`` (relative to the
   repository), other variables into the environment for that command;
