@@ -35,6 +35,6 @@ case "$stage" in
                     2>&1 | tee "$out/sac-acceptance.log" ;;
   sweep) python3 benchmarks/sweep_throughput.py --block "${BLOCK:-8}" --out "$out/sweep_throughput-gpu.json" \
            2>&1 | tee "$out/sweep.log" ;;
-  tests) PUREJAXPG_TEST_PLATFORM=cuda python3 -m pytest -q -p no:cacheprovider 2>&1 | tee "$out/tests-gpu.log" ;;
+  tests) PUREJAXPG_TEST_PLATFORM=cuda python3 -m pytest -q -p no:cacheprovider -n 0 2>&1 | tee "$out/tests-gpu.log" ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

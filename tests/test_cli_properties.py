@@ -193,7 +193,10 @@ def test_every_command_refuses_in_one_line_or_accepts_what_validates(directories
     counts = {"refused": 0, "accepted": 0, "printed": 0}
     fresh = iter(range(10**9))
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+    # derandomize: the same 200 examples every run. The mix asserted below (more than a tenth
+    # refused and a tenth accepted) is a property of the draws: with a random seed a CI run
+    # drew 16 accepted of 200 (2026-12-06) and failed without anything being wrong
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(COMMANDS)
     def check(argv):
