@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -34,18 +33,18 @@ from benchmarks import RESULTS, load, provenance, setup, write_json
 setup()  # before JAX's backend starts
 
 import purejaxpg
+from purejaxpg.engine import tracking
 from purejaxpg.engine.outputs import versions
-
-LIBRARIES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
 def variants() -> dict:
-    """{name: (quiet, log backends)}, those whose library is installed."""
+    """{name: (quiet, log backends)}, those whose library is installed (``tracking.check``)."""
     out = {"quiet": (True, ()), "bar": (False, ())}
-    for backend in ("csv", "tensorboard", "wandb", "mlflow"):
-        lib = LIBRARIES.get(backend)
-        if lib and importlib.util.find_spec(lib) is None:
-            print(f"{backend}: skipped, {lib} is not installed (pip install -e '.[track]')")
+    for backend in tracking.BACKENDS:
+        try:
+            tracking.check((backend,), ROOT)
+        except ValueError as e:
+            print(f"{backend}: skipped: {e}")
             continue
         out[backend] = (True, (backend,))
     return out

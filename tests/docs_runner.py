@@ -52,13 +52,13 @@ def small_budget() -> None:
 
     def small(self, overrides=None, base=None):
         config, hparams = resolve(self, overrides, base)
-        cut = dict(overrides or {})
+        cut = {}
         warmup = getattr(config, "num_warmup_updates", 0)
         if warmup > 1 and hasattr(config, "learning_starts"):  # off-policy: one update of random actions
             cut["learning_starts"], warmup = config.batch_size, 1
         if getattr(config, "num_updates", 0) > warmup + UPDATES:
             cut["total_timesteps"] = config.batch_size * (warmup + UPDATES)
-        return resolve(self, cut, base) if cut != dict(overrides or {}) else (config, hparams)
+        return resolve(self, {**(overrides or {}), **cut}, base) if cut else (config, hparams)
 
     def small_lab(mdp="random", num_states=None, num_actions=None, batch_sizes=(4, 16, 64), k=200, *args, **kwargs):
         return run_lab(mdp, num_states, num_actions, batch_sizes, min(int(k), 4), *args,
