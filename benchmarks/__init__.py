@@ -76,6 +76,37 @@ def provenance(argv) -> dict:
             "commit": git_commit(), "command": " ".join(["python"] + [os.path.relpath(sys.argv[0], ROOT)] + list(argv))}
 
 
+SMOKE_HELP = ("every step of the benchmark at the smallest budget, results written to the current directory: "
+              "checks that it works here in a minute or two; its figures mean nothing")
+
+
+def smoke(args, **small) -> None:
+    """With ``--smoke`` (``SMOKE_HELP``), set ``small`` on ``args``: the settings that make the
+    run the smallest one that still goes through every step. The docs test runs each
+    documented benchmark command so."""
+    if args.smoke:
+        for name, value in small.items():
+            setattr(args, name, value)
+
+
+def smoke_steps(algo: str, overrides: dict, preset: str = "auto", updates: int = 1) -> int:
+    """Env steps per seed for ``updates`` updates after the warm-up (off-policy: random
+    actions until ``learning_starts``) of ``algo`` with ``overrides`` on ``preset``."""
+    from purejaxpg.algos import get_algo
+
+    config, _ = get_algo(algo).resolve(overrides, preset)
+    return config.batch_size * (getattr(config, "num_warmup_updates", 0) + updates)
+
+
+def out_path(given: Optional[str], default: str, args) -> str:
+    """Where a result file goes: ``given`` (``--out``), else ``default``; under ``--smoke``
+    the default's file name in the current directory, so that a check leaves the committed
+    results alone."""
+    if given:
+        return given
+    return os.path.join(os.getcwd(), os.path.basename(default)) if args.smoke else default
+
+
 def write_json(path: str, obj) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
@@ -104,8 +135,12 @@ def median(values) -> Optional[float]:
 
 def ours_env() -> dict:
     """The environment of a purejaxpg side: this checkout first on PYTHONPATH (the venv may
-    hold another checkout installed in editable mode)."""
+    hold another checkout installed in editable mode), and the compilation cache off unless
+    ``PUREJAXPG_COMPILE_CACHE`` is set: every run compiles cold, as the peers' runs do (they
+    keep no cache), so compile times compare like with like; a cached second run is
+    measured on its own (docs/performance.md)."""
     env = dict(os.environ)
+    env.setdefault("PUREJAXPG_COMPILE_CACHE", "off")
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

@@ -4,6 +4,7 @@
     python -m benchmarks --mode full     # full mode: for a GPU (seeds up to 4096)
     python -m benchmarks --algos ppo --seeds 1,64 --no-baselines
     python -m benchmarks --algos ppo,sac --seeds 1 --total-timesteps 2048 --repeats 1   # a quick look
+    python -m benchmarks --smoke         # does it work here? (1 seed, 2 updates per row, results here)
 
 For REINFORCE, PPO and SAC (settings in benchmarks/scaling.py) it measures env steps/s of
 whole training (compile excluded), compile seconds, final-return IQM and peak memory
@@ -26,7 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks import RESULTS, git_commit, load, machine, setup
+from benchmarks import RESULTS, SMOKE_HELP, git_commit, load, machine, setup, smoke_steps
 
 MODES = {
     # seeds per algorithm, envs-per-seed values for PPO (1 seed), baseline env steps
@@ -81,11 +82,13 @@ def main(argv=None) -> int:
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--total-timesteps", type=int, default=None,
                    help="env steps per seed for every row instead of the settings' (a quick look)")
-    p.add_argument("--out-dir", default=RESULTS)
+    p.add_argument("--out-dir", default=None, help="default benchmarks/results")
     p.add_argument("--host-devices", type=int, default=1,
                    help="CPU only: split the host into this many XLA devices; the runner shards each program's "
                         "seeds over them (one SPMD program; uses more than one core)")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    args.out_dir = args.out_dir or (os.getcwd() if args.smoke else RESULTS)
     if args.host_devices > 1:  # before JAX starts its backend
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.host_devices}").strip()
@@ -96,21 +99,29 @@ def main(argv=None) -> int:
     from purejaxpg.engine.outputs import versions
 
     from benchmarks import baselines as bl
-    from benchmarks.scaling import format_rows, measure
+    from benchmarks.scaling import SETTINGS, format_rows, measure
 
     mode = MODES[args.mode]
+    if args.smoke:  # one seed, the first envs value, two updates after any warm-up per row, a short baseline
+        mode = {"seeds": {a: s[:1] for a, s in mode["seeds"].items()}, "envs": mode["envs"][:1], "baseline_steps": 1000}
+        args.seeds, args.repeats = None, 1
     algos = [a for a in args.algos.split(",") if a]
     load_before = load()
-    budget = {"total_timesteps": args.total_timesteps} if args.total_timesteps else {}
+
+    def budget(algo, overrides):
+        if args.smoke:
+            return {**overrides, "total_timesteps": smoke_steps(algo, {**SETTINGS[algo], **overrides}, "none", 2)}
+        return {**overrides, **({"total_timesteps": args.total_timesteps} if args.total_timesteps else {})}
+
     rows = []
     for algo in algos:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else mode["seeds"][algo]
         for n in seeds:
-            rows.append({"kind": "seeds", **measure(algo, n, budget, repeats=args.repeats)})
+            rows.append({"kind": "seeds", **measure(algo, n, budget(algo, {}), repeats=args.repeats)})
             print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
         if algo == "ppo":
             for e in mode["envs"]:
-                rows.append({"kind": "envs", **measure("ppo", 1, {"num_envs": e, **budget}, repeats=args.repeats)})
+                rows.append({"kind": "envs", **measure("ppo", 1, budget("ppo", {"num_envs": e}), repeats=args.repeats)})
                 print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
 
     results = {}

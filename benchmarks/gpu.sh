@@ -13,6 +13,8 @@
 #   sweep         benchmarks/sweep_throughput.py: 3x3 grid x 8 seeds against one 8-seed run, and --block 8
 #   tests         the test suite on the GPU (PUREJAXPG_TEST_PLATFORM=cuda)
 # Results go to benchmarks/results/ and are copied to OUTDIR (default: $OUT or /tmp/gpu-out).
+# SMOKE=1 runs the scaling stages at their smallest budget (python -m benchmarks --smoke), on any
+# machine: the docs test does so to check the command.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?stage}
@@ -23,12 +25,13 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+smoke=${SMOKE:+--smoke}
 case "$stage" in
   scaling-ppo) python3 -m benchmarks --mode full --algos ppo --seeds "${SEEDS:-1,64,256,1024,2048,4096}" \
-                 --no-baselines --out-dir "$out" 2>&1 | tee "$out/scaling-ppo.log" ;;
+                 --no-baselines --out-dir "$out" $smoke 2>&1 | tee "$out/scaling-ppo.log" ;;
   scaling-rest) python3 -m benchmarks --mode full --algos reinforce,sac --seeds "${SEEDS:-1,64,1024,4096}" \
-                  --no-baselines --out-dir "$out" 2>&1 | tee "$out/scaling-rest.log" ;;
+                  --no-baselines --out-dir "$out" $smoke 2>&1 | tee "$out/scaling-rest.log" ;;
   acceptance) python3 scripts/ppo_acceptance.py --only "${ONLY:-breakout,pendulum,acrobot,cartpole,cartpole-kl}" \
                 --json "$out/ppo_acceptance-gpu.json" --out /tmp/runs 2>&1 | tee "$out/acceptance.log" ;;
   sac-acceptance) python3 scripts/sac_acceptance.py --json "$out/sac_acceptance-gpu.json" --out /tmp/runs \

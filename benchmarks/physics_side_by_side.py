@@ -50,6 +50,7 @@ time. Env steps/s counts training env steps over wall time without compile.
     python benchmarks/physics_side_by_side.py --algo ppo --seeds 1,8 --repeats 2
     python benchmarks/physics_side_by_side.py --algo sac --seeds 1,8 --repeats 1
     python benchmarks/physics_side_by_side.py --seeds 8 --cache shared      # final returns, full budget
+    python benchmarks/physics_side_by_side.py --smoke     # does it work here? (1 seed, one epoch of Brax's)
 
 Writes benchmarks/results/physics_side_by_side-ALGO.json (``--out``) with date, machine,
 load averages before and after each measurement, versions and the git commit.
@@ -70,7 +71,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, ROOT)
-from benchmarks import git_commit, machine
+from benchmarks import SMOKE_HELP, git_commit, machine, out_path, smoke, smoke_steps
 
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
@@ -291,7 +292,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", choices=("off", "shared"), default="off",
                    help="off: every measurement compiles cold; shared: a persistent cache per side (see above)")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per measurement")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="default benchmarks/results/physics_side_by_side-ALGO[-cache-shared].json")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     p.add_argument("--child", choices=("purejaxpg", "brax"), help=argparse.SUPPRESS)
     p.add_argument("--seeds-child", type=int, default=1, help=argparse.SUPPRESS)
     return p
@@ -304,6 +306,9 @@ def main(argv=None) -> int:
         with open(args.out, "w") as f:
             json.dump(child(args), f)
         return 0
+    if args.smoke:  # one seed, one update after any warm-up (Brax rounds that up to one epoch)
+        choice = "auto" if args.preset == "cpu" else f"{args.env}/gpu"
+        smoke(args, seeds="1", repeats=1, total_timesteps=smoke_steps(args.algo, {"env": args.env}, choice))
     from purejaxpg.envs.suites import SUITES
 
     if not SUITES["playground"].installed():
@@ -330,7 +335,7 @@ def main(argv=None) -> int:
                                                            "playground")},
               "rows": summarize(runs), "runs": runs}
     suffix = "" if args.cache == "off" else f"-cache-{args.cache}"
-    out = args.out or os.path.join(HERE, "results", f"physics_side_by_side-{args.algo}{suffix}.json")
+    out = out_path(args.out, os.path.join(HERE, "results", f"physics_side_by_side-{args.algo}{suffix}.json"), args)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print_table(result)

@@ -16,6 +16,11 @@ PureJaxRL, purejaxpg, PureJaxRL, ...), and the table gives medians:
   the episodes that finished in the last 10 updates (purejaxpg's evaluation return, 16
   episodes of the final policy, is in the JSON too).
 
+Every run compiles cold on both sides (purejaxpg's compilation cache is off in its runs, as
+PureJaxRL keeps none). Then the second-run check: purejaxpg twice more at ``--cache-seeds``
+seeds with a fresh cache directory, the first run filling it, the second reading it; its
+``compile_seconds`` is what a user's second identical ``purejaxpg train`` costs.
+
 PureJaxRL's ppo.py comes from ``--purejaxrl DIR`` (default ../shared/anchors/purejaxrl beside
 this checkout, see its README); without it the benchmark says so, measures purejaxpg alone
 and prints no ratio. Each PureJaxRL process imports nothing of purejaxpg and inherits this
@@ -25,6 +30,7 @@ needs on this CPU.
 
     python benchmarks/ppo_throughput.py                                   # 1, 8, 64 seeds, 3 runs each side
     python benchmarks/ppo_throughput.py --seeds 1 --repeats 1 --total-timesteps 20480   # a quick look
+    python benchmarks/ppo_throughput.py --smoke                           # does it work here?
 
 Prints a table and writes benchmarks/results/ppo_throughput-<date>.json (or --out): every
 run, the medians, date, machine, load average before and after, versions, git commit.
@@ -35,10 +41,26 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks import RESULTS, ROOT, alternate, iqm, load, median, ours_env, provenance, run_side, write_json
+from benchmarks import (
+    RESULTS,
+    ROOT,
+    SMOKE_HELP,
+    alternate,
+    iqm,
+    load,
+    median,
+    ours_env,
+    out_path,
+    provenance,
+    run_side,
+    smoke,
+    summary_line,
+    write_json,
+)
 
 SETTING = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 128, "update_epochs": 4, "num_minibatches": 4,
            "hidden": [64, 64], "activation": "tanh", "anneal_lr": True, "lr": 2.5e-4, "gamma": 0.99,
@@ -65,8 +87,11 @@ def main(argv=None) -> int:
     p.add_argument("--total-timesteps", type=int, default=500_000, help="env steps per seed")
     p.add_argument("--purejaxrl", default=DEFAULT_PUREJAXRL, help="folder with PureJaxRL's ppo.py and wrappers.py")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one run may take before it counts as hung")
+    p.add_argument("--cache-seeds", type=int, default=8, help="seeds of the second-run (cache) check; 0: none")
     p.add_argument("--out", default=None, help="default benchmarks/results/ppo_throughput-<date>.json")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    smoke(args, seeds="1", repeats=1, total_timesteps=2048, cache_seeds=1)
 
     peer = os.path.isfile(os.path.join(args.purejaxrl, "ppo.py"))
     if not peer:
@@ -76,17 +101,27 @@ def main(argv=None) -> int:
     info = provenance(argv)
     info["load_average_before"] = load()
 
-    def ours(seeds):
+    def ours(seeds, env=None):
         return lambda: run_side([sys.executable, os.path.join(ROOT, "benchmarks", "sides", "ours.py"), "ppo",
-                                 str(seeds), json.dumps(setting)], ours_env(), args.timeout)
+                                 str(seeds), json.dumps(setting)], env or ours_env(), args.timeout)
 
     def theirs(seeds):
         return lambda: run_side([sys.executable, os.path.join(ROOT, "benchmarks", "sides", "purejaxrl_ppo.py"),
                                  args.purejaxrl, str(seeds), str(args.total_timesteps)], dict(os.environ),
                                 args.timeout)
 
-    out = args.out or os.path.join(RESULTS, f"ppo_throughput-{info['date']}.json")
+    out = out_path(args.out, os.path.join(RESULTS, f"ppo_throughput-{info['date']}.json"), args)
     seed_counts = [int(s) for s in args.seeds.split(",") if s]
+    second_run = None
+    if args.cache_seeds:
+        print(f"second-run check, {args.cache_seeds} seed(s), a fresh cache:", flush=True)
+        with tempfile.TemporaryDirectory() as directory:
+            env = {**ours_env(), "PUREJAXPG_COMPILE_CACHE": directory}
+            pair = [ours(args.cache_seeds, env)() for _ in range(2)]
+        for name, r in zip(("first (fills the cache)", "second (reads it)"), pair):
+            print(f"  {name}: {summary_line(r)}; programs {r['compile']['programs']}", flush=True)
+        second_run = {"seeds": args.cache_seeds, "compile_seconds": [r["compile_seconds"] for r in pair],
+                      "compile": [r["compile"] for r in pair]}
     rows = []
     for seeds in seed_counts:
         print(f"{seeds} seed(s):", flush=True)
@@ -109,7 +144,7 @@ def main(argv=None) -> int:
                                **({"PureJaxRL": first["PureJaxRL"][0]["versions"]} if peer else {})},
                   "xla_flags": {"purejaxpg": first["purejaxpg"][0]["xla_flags"],
                                 **({"PureJaxRL": first["PureJaxRL"][0]["xla_flags"]} if peer else {})},
-                  "rows": rows}
+                  "second_run": second_run, "rows": rows}
         write_json(out, result)  # after every seed count: a long run interrupted keeps what it measured
 
     print(f"\nPPO CartPole-v1, 4 envs x 128 steps, 4 x 4 minibatches, {setting['total_timesteps']:,} env steps per "
@@ -124,9 +159,12 @@ def main(argv=None) -> int:
         their_iqm = f"{t['final_return_iqm']:.1f}" if t else "-"
         print(f"{r['seeds']:>5} | {o['env_steps_per_second']:>17,.0f} | {their_sps:>17} | {ratio:>6} | "
               f"{o['compile_seconds']:>8.1f} / {their_c:>6} s | {o['final_return_iqm']:>6.1f} / {their_iqm:>6}")
+    if second_run:
+        print(f"second identical run ({second_run['seeds']} seed(s)): compile {second_run['compile_seconds'][1]:.2f} s "
+              f"(first {second_run['compile_seconds'][0]:.1f} s)")
     print(f"{info['machine']['cpu']}, {info['machine']['logical_cpus']} cpus; load average "
           f"{info['load_average_before'][0]:.2f} before, {info['load_average_after'][0]:.2f} after; commit "
-          f"{info['commit']}; wrote {os.path.relpath(out, ROOT)}")
+          f"{info['commit']}; wrote {out}")
     return 0
 
 

@@ -30,6 +30,7 @@ or a failed install measures purejaxpg alone and prints no ratio.
 
     python benchmarks/sac_throughput.py                                  # 8 seeds x 1e4 steps, 3 runs each side
     python benchmarks/sac_throughput.py --repeats 1 --total-timesteps 1000   # a quick look
+    python benchmarks/sac_throughput.py --smoke      # does it work here? (uses the rejax venv only if it exists)
 
 Prints a table and writes benchmarks/results/sac_throughput-<date>.json (or --out).
 """
@@ -44,7 +45,21 @@ from importlib import metadata
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks import HERE, RESULTS, ROOT, alternate, iqm, load, median, ours_env, provenance, run_side, write_json
+from benchmarks import (
+    HERE,
+    RESULTS,
+    SMOKE_HELP,
+    alternate,
+    iqm,
+    load,
+    median,
+    ours_env,
+    out_path,
+    provenance,
+    run_side,
+    smoke,
+    write_json,
+)
 
 REJAX = {"agent_kwargs": {"activation": "swish"}, "num_envs": 1, "buffer_size": 10_000, "fill_buffer": 256,
          "batch_size": 256, "learning_rate": 0.01, "num_epochs": 1, "gamma": 0.99, "polyak": 0.98,
@@ -97,9 +112,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-rejax", action="store_true", help="measure purejaxpg alone")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one run may take before it counts as hung")
     p.add_argument("--out", default=None, help="default benchmarks/results/sac_throughput-<date>.json")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP + " (creates no rejax venv)")
     args = p.parse_args(argv)
+    smoke(args, seeds=2, total_timesteps=512, repeats=1)
 
-    python = None if args.no_rejax else rejax_python(args.rejax_venv, create=True)
+    python = None if args.no_rejax else rejax_python(args.rejax_venv, create=not args.smoke)
     if python is None:
         print("rejax not measured: no ratio.", flush=True)
     ours = {**OURS, "total_timesteps": args.total_timesteps}
@@ -124,7 +141,7 @@ def main(argv=None) -> int:
               "versions": {name: rs[0]["versions"] for name, rs in runs.items()},
               "xla_flags": {name: rs[0]["xla_flags"] for name, rs in runs.items()},
               "summary": table, "runs": runs}
-    out = args.out or os.path.join(RESULTS, f"sac_throughput-{info['date']}.json")
+    out = out_path(args.out, os.path.join(RESULTS, f"sac_throughput-{info['date']}.json"), args)
     write_json(out, result)
 
     print(f"\nSAC Pendulum-v1, {args.seeds} seeds x {args.total_timesteps:,} env steps, 1 gradient step per env step; "
@@ -144,7 +161,7 @@ def main(argv=None) -> int:
               f"includes its final evaluation, rejax's its two)")
     print(f"{info['machine']['cpu']}, {info['machine']['logical_cpus']} cpus; load average "
           f"{info['load_average_before'][0]:.2f} before, {info['load_average_after'][0]:.2f} after; commit "
-          f"{info['commit']}; wrote {os.path.relpath(out, ROOT)}")
+          f"{info['commit']}; wrote {out}")
     return 0
 
 

@@ -8,6 +8,7 @@ adds the trackers' start and close (opening files, a W&B or MLflow run).
 
     flock -x /tmp/cpu.lock python benchmarks/tracking_overhead.py        # ~4 min on 2 CPU cores
     python benchmarks/tracking_overhead.py --reps 1 --scale 0.1           # a quick look
+    python benchmarks/tracking_overhead.py --smoke                        # does it work here?
 
 A backend whose library is missing (``pip install -e '.[track]'``) is skipped with a line.
 Prints a table (median run seconds, overhead against ``quiet`` in %, callbacks per run) and
@@ -28,7 +29,7 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from benchmarks import RESULTS, load, provenance, setup, write_json
+from benchmarks import RESULTS, SMOKE_HELP, load, out_path, provenance, setup, smoke, write_json
 
 setup()  # before JAX's backend starts
 
@@ -57,8 +58,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=500_000, help="env steps per seed")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--scale", type=float, default=1.0, help="multiply --steps (a quick look: 0.1)")
-    p.add_argument("--json", default=os.path.join(RESULTS, "tracking_overhead.json"))
+    p.add_argument("--json", default=None, help="default benchmarks/results/tracking_overhead.json")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = p.parse_args(argv)
+    smoke(args, seeds=2, steps=2560, scale=1.0, reps=1)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # a local file store under each run's directory
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
     for name, t in table.items():
         print(f"{name:12s} | {t['median_run_seconds']:7.2f} | {t['overhead_percent']:+7.2f}% | "
               f"{t['median_wall_seconds']:7.2f}")
-    write_json(args.json, {**provenance(argv if argv is not None else sys.argv[1:]), "algo": args.algo,
+    write_json(out_path(args.json, os.path.join(RESULTS, "tracking_overhead.json"), args), {**provenance(argv if argv is not None else sys.argv[1:]), "algo": args.algo,
                            "setting": setting, "seeds": args.seeds, "num_updates": num_updates,
                            "callbacks_per_run": calls, "reps": args.reps, "variants": table,
                            "versions": versions()})

@@ -13,6 +13,7 @@ sampled actions; SAC: the mean action), as in every purejaxpg summary.
 
     python scripts/physics_acceptance.py                 # all three
     python scripts/physics_acceptance.py --only sac
+    python scripts/physics_acceptance.py --smoke          # does it work here? (2 seeds, one update each, not judged)
 
 Prints one line per run and a verdict; writes benchmarks/results/physics_acceptance.json
 (date, machine, load before and after each run, git commit, per-seed returns) and the run
@@ -36,7 +37,7 @@ compat.configure()  # jaxlib 0.10 CPU settings, before JAX's backend starts
 
 from purejaxpg.engine import runner
 
-from benchmarks import git_commit, machine
+from benchmarks import SMOKE_HELP, git_commit, machine, out_path, smoke_steps
 
 RUNS = {
     "ppo": {"algo": "ppo", "env": "playground/CartpoleBalance", "seeds": 8, "budget": 5_000_000, "threshold": 900.0},
@@ -48,21 +49,25 @@ RUNS = {
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=sorted(RUNS), default=None)
-    p.add_argument("--out", default=os.path.join(ROOT, "runs", "physics-acceptance"))
-    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "physics_acceptance.json"))
+    p.add_argument("--out", default=None, help="run directories (default runs/physics-acceptance)")
+    p.add_argument("--json", default=None, help="default benchmarks/results/physics_acceptance.json")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP + "; the thresholds are not judged")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    runs_dir = out_path(args.out, os.path.join(ROOT, "runs", "physics-acceptance"), args)
+    json_path = out_path(args.json, os.path.join(ROOT, "benchmarks", "results", "physics_acceptance.json"), args)
     results, ok = {}, True
     for name, spec in RUNS.items():
         if args.only and name != args.only:
             continue
         load = os.getloadavg()
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        r = runner.train(spec["algo"], {"env": spec["env"]}, num_seeds=spec["seeds"],
-                         out_dir=os.path.join(args.out, name), quiet=True)
+        small = {"total_timesteps": smoke_steps(spec["algo"], {"env": spec["env"]})} if args.smoke else {}
+        r = runner.train(spec["algo"], {"env": spec["env"], **small}, num_seeds=2 if args.smoke else spec["seeds"],
+                         out_dir=os.path.join(runs_dir, name), quiet=True)
         s = r.summaries["run"]
         fr = s["final_return"]
         within = s["total_timesteps"] <= spec["budget"]
@@ -78,14 +83,17 @@ def main(argv=None) -> int:
               f"{'PASS' if passed else 'FAIL'} | compile {s['compile_seconds']:.0f} s, run {s['run_seconds']:.0f} s, "
               f"load {load[0]:.1f}", flush=True)
     previous = {}
-    if os.path.exists(args.json):
-        with open(args.json) as f:
+    if os.path.exists(json_path):
+        with open(json_path) as f:
             previous = json.load(f)
     previous.update(results)
     previous["_last"] = {"machine": machine(), "commit": git_commit(),
                          "command": "python scripts/physics_acceptance.py " + " ".join(argv or sys.argv[1:])}
-    with open(args.json, "w") as f:
+    with open(json_path, "w") as f:
         json.dump(previous, f, indent=2)
+    if args.smoke:
+        print("acceptance: not judged (--smoke)")
+        return 0
     print("acceptance: " + ("PASS" if ok else "FAIL"))
     return 0 if ok else 1
 

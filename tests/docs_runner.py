@@ -1,5 +1,6 @@
-"""Runs the commands of one documentation page (``python tests/docs_runner.py PAGE DIR``),
-for ``tests/test_docs.py``, which says what is run and how; exits 0 when every one ran.
+"""Runs the commands of one documentation page (``python tests/docs_runner.py PAGE DIR
+[rest|physics]``), for ``tests/test_docs.py``, which says what is run and how; exits 0 when
+every one ran.
 
 The budget of every run is cut to ``UPDATES`` updates after its warm-up, an off-policy
 warm-up (random actions before ``learning_starts``) to one update (a wrapper around
@@ -22,6 +23,8 @@ UPDATES = 4  # updates after warm-up that each documented run keeps
 # so only for processes whose results are compared with each other (or not at all)
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+PHYSICS = re.compile(r"\b(playground|brax)/|physics_")  # commands that need the mujoco extra
+SKIPPED = "docs_runner: not run: "  # the line that reports a command not run, for tests/test_docs.py
 
 
 def blocks(page: str) -> list:
@@ -109,17 +112,34 @@ def _run(words: list, cli) -> None:
     elif words[0] == "python" and (words[1].startswith(("benchmarks/", "scripts/")) or words[1:3] == ["-m",
                                                                                                       "benchmarks"]):
         target = words[1:3] if words[1] == "-m" else [os.path.join(ROOT, words[1])]
-        proc = subprocess.run([sys.executable, *target, "--help"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 0, f"--help: exit code {proc.returncode}: {proc.stderr[-2000:]}"
-    elif words[0] == "bash":
-        assert subprocess.run(["bash", "-n", os.path.join(ROOT, words[1])]).returncode == 0, "bash -n failed"
+        rest = words[3:] if words[1] == "-m" else words[2:]
+        _subprocess([sys.executable, *target, *rest, "--smoke"], {})
+    elif words[0] == "bash" and words[1] == "benchmarks/gpu.sh":
+        _subprocess(["bash", os.path.join(ROOT, words[1]), *words[2:]], {"SMOKE": "1", "OUT": os.getcwd()})
     else:
         raise AssertionError("tests/docs_runner.py does not know how to run it: teach it, or write the command "
                              "another way")
 
 
-def main(page: str, directory: str) -> int:
+def _subprocess(argv: list, env: dict) -> None:
+    """A benchmark or script at its smallest budget (``--smoke``) in a child process, in this
+    page's directory, with this checkout importable and this Python first on PATH."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PYTHONPATH": path, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), **env}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"exit code {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+
+
+def physics_installed() -> bool:
+    from purejaxpg.envs.suites import SUITES
+
+    return all(s.installed() for s in SUITES.values())
+
+
+def main(page: str, directory: str, which: str = "rest") -> int:
+    """Run the page's commands: ``which`` "rest", all but those that need the mujoco extra
+    (``PHYSICS``); "physics", only those, each reported as not run when the extra is missing."""
     from purejaxpg.engine import host
 
     host.configure()
@@ -130,6 +150,11 @@ def main(page: str, directory: str) -> int:
         for words in ([content] if kind == "python" else content):
             t = time.perf_counter()
             what = "python block" if kind == "python" else shlex.join(words)
+            if (kind == "bash" and bool(PHYSICS.search(what))) != (which == "physics"):
+                continue
+            if which == "physics" and not physics_installed():
+                print(f"{SKIPPED}{what}  (needs the mujoco extra: pip install -e '.[mujoco]')", flush=True)
+                continue
             try:
                 if kind == "python":
                     exec(compile(words, f"{page} (python block)", "exec"), {"__name__": "__docs__"})
@@ -145,4 +170,4 @@ def main(page: str, directory: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:4]))

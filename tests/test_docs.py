@@ -13,14 +13,22 @@ whole; a page's commands and blocks run in their order, in a fresh directory per
 * ``VAR=value`` before a command: ``PYTHONPATH`` entries go on ``sys.path`` (relative to the
   repository), other variables into the environment for that command;
 * ``python examples/...`` runs in that process (``runpy``), with the same budget;
-* ``python benchmarks/...``, ``python scripts/...``, ``python -m benchmarks``: their budgets
-  are what they measure, so here ``--help`` must exit 0; ``bash FILE``: the file parses;
+* ``python benchmarks/...``, ``python scripts/...``, ``python -m benchmarks`` run in a child
+  process with ``--smoke`` added (every step of the benchmark at its smallest budget, its
+  results written to the page's directory; a script without ``--smoke`` fails here), and
+  ``bash benchmarks/gpu.sh STAGE`` with ``SMOKE=1``; each must exit 0;
 * ``python3 -m venv``, ``. .venv/bin/activate``, ``pip install`` and ``pytest``: README's two
   commands, which ``../shared/tools/fresh-clone-check`` runs on a fresh clone; here the
   extras they name must exist in pyproject.toml.
 
 A ``text`` block is not run (the multi-process commands of sweeps-and-devices.md, which
-``tests/test_distributed.py`` runs as two processes); nor are the pages of ``ELSEWHERE``.
+``tests/test_distributed.py`` runs as two processes).
+
+Commands on MuJoCo physics (``playground/``, ``brax/`` envs, the physics benchmark and
+acceptance scripts) run in ``test_the_physics_commands_run`` (``-m slow``): MJX and
+brax.training programs take minutes to compile on a CPU, more than the default run's budget
+on 2 cores; the default run checks them without training (``tests/test_physics_doc.py``) and
+trains CartpoleBalance (``tests/test_physics_learning.py``).
 
 Each page runs in its own process with XLA's backend optimisations off: what is checked is
 that the commands run, not their numbers, and that about halves the compile time of each
@@ -32,13 +40,22 @@ import subprocess
 import sys
 
 import pytest
-from docs_runner import FAST_COMPILE, ROOT, blocks
+from docs_runner import FAST_COMPILE, PHYSICS, ROOT, SKIPPED, blocks
 
-# Pages whose commands another test checks instead, and why.
-ELSEWHERE = {"docs/physics.md": "MJX programs take minutes to compile on a CPU: tests/test_physics_doc.py parses and "
-                                "validates each command, tests/test_physics_learning.py trains CartpoleBalance"}
 PAGES = ["README.md"] + sorted(os.path.join("docs", p) for p in os.listdir(os.path.join(ROOT, "docs"))
-                               if p.endswith(".md") and os.path.join("docs", p) not in ELSEWHERE)
+                               if p.endswith(".md"))
+PHYSICS_PAGES = [p for p in PAGES if any(kind == "bash" and any(PHYSICS.search(" ".join(w)) for w in content)
+                                         for kind, content in blocks(p))]
+
+
+def run_page(page: str, directory, which: str) -> None:
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "docs_runner.py"), page, str(directory), which],
+                          env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    skipped = [line[len(SKIPPED):] for line in proc.stdout.splitlines() if line.startswith(SKIPPED)]
+    if skipped:  # the rest of the page ran
+        pytest.skip("not run: " + "; ".join(skipped))
 
 
 def test_the_reader_finds_the_commands():
@@ -52,7 +69,10 @@ def test_the_reader_finds_the_commands():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_command_of_the_page_runs(page, tmp_path):
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()}
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "docs_runner.py"), page, str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_page(page, tmp_path, "rest")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PHYSICS_PAGES)
+def test_the_physics_commands_run(page, tmp_path):
+    run_page(page, tmp_path, "physics")

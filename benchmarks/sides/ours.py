@@ -4,8 +4,8 @@
 
 Trains through ``runner.train`` (preset none: exactly the given settings) and reports its
 timings (``compile_seconds``: tracing and compiling the chunk and evaluation programs and
-running init; ``run_seconds``: the training scan alone; ``eval_seconds``: the final
-evaluation), env steps/s over all seeds (compile and evaluation excluded), the final return
+running init; ``compile``: the compilation cache's statistics, as in summary.json;
+``run_seconds``: the training scan alone; ``eval_seconds``: the final evaluation), env steps/s over all seeds (compile and evaluation excluded), the final return
 of every seed (evaluation episodes of the final policy) and its training return over the
 last 10 updates (episodes finished there, weighted by count: the figure PureJaxRL's
 ``run_purejaxrl.py`` reports), the XLA flags in force and the versions.
@@ -38,7 +38,8 @@ def main(argv) -> int:
         "side": "purejaxpg", "algo": algo, "seeds": seeds, "settings": {k: list(v) if isinstance(v, tuple) else v
                                                                           for k, v in overrides.items()},
         "env_steps_per_seed": g.updates_run * g.batch.program.env_steps_per_update,
-        "compile_seconds": round(g.timings["compile_seconds"], 3), "run_seconds": round(g.timings["run_seconds"], 3),
+        "compile_seconds": round(g.timings["compile_seconds"], 3), "compile": g.timings["compile"],
+        "run_seconds": round(g.timings["run_seconds"], 3),
         "eval_seconds": round(g.timings["eval_seconds"], 3), "env_steps_per_second": g.env_steps_per_second,
         "final_return_per_seed": [float(x) for x in final],
         "train_return_last10_per_seed": [float(x) for x in train_final],
