@@ -65,8 +65,10 @@ def main(argv=None) -> int:
             continue
         load = os.getloadavg()
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        small = {"total_timesteps": smoke_steps(spec["algo"], {"env": spec["env"]})} if args.smoke else {}
-        r = runner.train(spec["algo"], {"env": spec["env"], **small}, num_seeds=2 if args.smoke else spec["seeds"],
+        if args.smoke:
+            spec = {**spec, "seeds": 2, "budget": smoke_steps(spec["algo"], {"env": spec["env"]})}
+        small = {"total_timesteps": spec["budget"]} if args.smoke else {}
+        r = runner.train(spec["algo"], {"env": spec["env"], **small}, num_seeds=spec["seeds"],
                          out_dir=os.path.join(runs_dir, name), quiet=True)
         s = r.summaries["run"]
         fr = s["final_return"]
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
         print(f"{spec['algo']} {spec['env']} {spec['seeds']} seeds x {s['total_timesteps']:,} steps: IQM "
               f"{fr['iqm']:.1f} (95% CI {fr['iqm_ci95'][0]:.1f}..{fr['iqm_ci95'][1]:.1f}; per seed "
               f"{[round(x, 1) for x in fr['per_seed']]}) {'>=' if passed else '<'} {spec['threshold']:.0f} "
-              f"{'PASS' if passed else 'FAIL'} | compile {s['compile_seconds']:.0f} s, run {s['run_seconds']:.0f} s, "
+              f"{'not judged' if args.smoke else 'PASS' if passed else 'FAIL'} | compile {s['compile_seconds']:.0f} s, run {s['run_seconds']:.0f} s, "
               f"load {load[0]:.1f}", flush=True)
     previous = {}
     if os.path.exists(json_path):
