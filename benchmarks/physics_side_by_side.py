@@ -77,13 +77,17 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/j
                   "/jax/core/compile/backend_compile_duration")
 
 
+def preset_name(env: str, preset: str) -> str:
+    """purejaxpg's preset argument for ``--preset`` cpu (the env's default) or gpu."""
+    return "auto" if preset == "cpu" else f"{env}/gpu"
+
+
 def settings(algo: str, env: str, preset: str, total_timesteps: int = 0) -> dict:
     """purejaxpg's resolved settings (config and traced values) for ``env`` under ``preset``."""
     from purejaxpg.algos import get_algo
 
-    choice = "auto" if preset == "cpu" else f"{env}/gpu"
     config, hp = get_algo(algo).resolve({"env": env, **({"total_timesteps": total_timesteps} if total_timesteps
-                                                        else {})}, choice)
+                                                        else {})}, preset_name(env, preset))
     return {**dataclasses.asdict(config), **hp}
 
 
@@ -147,10 +151,9 @@ def child(args) -> dict:
     if args.side == "purejaxpg":
         from purejaxpg.engine import runner
 
-        choice = "auto" if args.preset == "cpu" else f"{args.env}/gpu"
         t0 = time.perf_counter()
         r = runner.train(args.algo, {"env": args.env, "total_timesteps": steps}, num_seeds=args.seeds, quiet=True,
-                         preset=choice)
+                         preset=preset_name(args.env, args.preset))
         wall = time.perf_counter() - t0
         finals = [float(x) for x in np.asarray(r.groups[0].final).reshape(-1)]
         extra = {"runner_timings": r.groups[0].timings}
@@ -307,8 +310,8 @@ def main(argv=None) -> int:
             json.dump(child(args), f)
         return 0
     if args.smoke:  # one seed, one update after any warm-up (Brax rounds that up to one epoch)
-        choice = "auto" if args.preset == "cpu" else f"{args.env}/gpu"
-        smoke(args, seeds="1", repeats=1, total_timesteps=smoke_steps(args.algo, {"env": args.env}, choice))
+        smoke(args, seeds="1", repeats=1,
+              total_timesteps=smoke_steps(args.algo, {"env": args.env}, preset_name(args.env, args.preset)))
     from purejaxpg.envs.suites import SUITES
 
     if not SUITES["playground"].installed():
