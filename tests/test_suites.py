@@ -12,6 +12,7 @@ import pytest
 
 from purejaxpg.algos import get_algo
 from purejaxpg.envs import VecEnv, check_env_name, suites
+from purejaxpg.envs.physics import flatten_obs
 
 needs_playground = pytest.mark.skipif(not suites.SUITES["playground"].installed(),
                                       reason="needs the mujoco extra (pip install -e '.[mujoco]')")
@@ -126,6 +127,44 @@ def test_playground_time_limit_and_reset():
     np.testing.assert_allclose(obs[:4], final[:4])  # no reset before the limit
     assert not np.allclose(obs[4], final[4])
     assert (length[4] == 5).all() and (ret[4] > 4.0).all()
+
+
+@needs_playground
+@pytest.mark.slow
+def test_warp_contact_task_matches_the_task_stepped_directly():
+    """CheetahRun on MJX-Warp (its kernels run on a CPU, slowly: about a minute with a cold
+    Warp cache), 3 envs, 2 task steps per agent step, a 4-step limit. Warp keeps contact
+    buffers shared by all the envs of a vmap; the adapter does not carry them (each step
+    rewrites them), so until the limit its observations and rewards are exactly those of the
+    task stepped by itself with its buffers carried; past the limit the envs go on."""
+    from mujoco_playground import registry
+
+    n = 3
+    venv = VecEnv("playground/CheetahRun@warp@episode_length=8@action_repeat=2", n)
+    raw = registry.load("CheetahRun", config_overrides={"impl": "warp"})
+    actions = jax.random.uniform(jax.random.PRNGKey(1), (6, n, 6), minval=-1.0, maxval=1.0)
+
+    @jax.jit
+    def run():
+        _, state = venv.reset(jax.random.PRNGKey(0))
+        task = jax.vmap(raw.reset)(jax.random.split(jax.random.PRNGKey(0), n))
+
+        def body(carry, x):
+            state, task = carry
+            i, action = x
+            obs, state, reward, term, trunc, _ = venv.step(jax.random.PRNGKey(i), state, action)
+            first = jax.vmap(raw.step)(task, action)
+            task = jax.vmap(raw.step)(first, action)
+            expected = jax.vmap(flatten_obs)(task.obs), first.reward + task.reward
+            return (state, task), (obs, reward, term, trunc, expected)
+
+        return jax.lax.scan(body, (state, task), (jnp.arange(6), actions))[1]
+
+    obs, reward, term, trunc, (expected_obs, expected_reward) = jax.tree.map(np.asarray, run())
+    assert not term.any() and (trunc == (np.arange(6) == 3)[:, None]).all()
+    np.testing.assert_array_equal(obs[:3], expected_obs[:3])
+    np.testing.assert_array_equal(reward[:4], expected_reward[:4])
+    assert np.isfinite(obs).all() and not np.allclose(obs[4], expected_obs[4])  # reset at the limit
 
 
 @needs_brax

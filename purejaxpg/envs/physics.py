@@ -80,10 +80,12 @@ class PhysicsEnv(environment.Environment):
     ``episode_length``: the task's time limit in its own control steps; with
     ``action_repeat`` > 1 an agent step is ``action_repeat`` of them, so an episode lasts
     ``ceil(episode_length / action_repeat)`` agent steps. ``action_size``: the number of
-    actuators. ``name``: shown in errors and summaries."""
+    actuators. ``name``: shown in errors and summaries. ``shared_buffers``: the task's State
+    may hold arrays shared by all the envs of a vmap (MJX on Warp); a vmapped reset is traced
+    once to find them."""
 
     def __init__(self, task, action_size: int, episode_length: int, action_repeat: int = 1,
-                 reset: str = "random", name: str = "physics"):
+                 reset: str = "random", name: str = "physics", shared_buffers: bool = False):
         super().__init__()
         if reset not in RESETS:
             raise ValueError(f"reset must be one of {', '.join(RESETS)}, got {reset!r}")
@@ -98,10 +100,20 @@ class PhysicsEnv(environment.Environment):
         self._params = PhysicsParams(max_steps_in_episode=math.ceil(int(episode_length) / self.action_repeat))
         abstract = jax.eval_shape(task.reset, jax.random.PRNGKey(0))
         self.obs_size = int(jax.eval_shape(flatten_obs, abstract.obs).shape[0])
-        # The task's State is carried as its non-empty leaves: MJX data has zero-size arrays
-        # (no contacts, no mocap bodies), which orbax cannot checkpoint; they are rebuilt here.
+        # The task's State is carried as its non-empty leaves that hold one value per env:
+        # MJX data has zero-size arrays (no contacts, no mocap bodies), which orbax cannot
+        # checkpoint, and MJX on Warp keeps its contact buffers and counters shared by all the
+        # envs of a vmap (they come out of a vmapped reset without a batch axis; a batch axis
+        # there makes Warp refuse them). Those buffers are rewritten by every physics step, so
+        # they are not carried: each step starts from fresh zeros.
         leaves, self._treedef = jax.tree_util.tree_flatten(abstract)
         self._leaves = [(tuple(x.shape), x.dtype) for x in leaves]
+        self._per_env = [True] * len(leaves)
+        if shared_buffers:
+            two = jax.eval_shape(jax.vmap(task.reset), jax.random.split(jax.random.PRNGKey(0), 2))
+            self._per_env = [tuple(b.shape) == (2,) + shape
+                             for b, (shape, _) in zip(jax.tree_util.tree_leaves(two), self._leaves)]
+        self._carried = [own and math.prod(shape) > 0 for own, (shape, _) in zip(self._per_env, self._leaves)]
 
     @property
     def name(self) -> str:
@@ -126,12 +138,13 @@ class PhysicsEnv(environment.Environment):
         return key
 
     def _pack(self, inner) -> tuple:
-        return tuple(x for x, (shape, _) in zip(jax.tree_util.tree_leaves(inner), self._leaves) if math.prod(shape))
+        return tuple(x for x, kept in zip(jax.tree_util.tree_leaves(inner), self._carried) if kept)
 
     def task_state(self, state: PhysicsState):
         """The task's own State inside ``state`` (one env's; ``jax.vmap`` it for a batch)."""
         packed = iter(state.inner)
-        leaves = [next(packed) if math.prod(shape) else jnp.zeros(shape, dtype) for shape, dtype in self._leaves]
+        leaves = [next(packed) if kept else jnp.zeros(shape, dtype)
+                  for kept, (shape, dtype) in zip(self._carried, self._leaves)]
         return jax.tree_util.tree_unflatten(self._treedef, leaves)
 
     def reset(self, key, params=None):
@@ -151,7 +164,10 @@ class PhysicsEnv(environment.Environment):
         def body(carry, _):
             s, total, ended = carry
             new = self.task.step(s, action)
-            s = jax.tree.map(lambda old, nxt: jnp.where(ended, old, nxt).astype(jnp.result_type(nxt)), s, new)
+            # an ended env keeps its state; a buffer shared by all envs is the step's
+            s = jax.tree_util.tree_unflatten(self._treedef, [
+                jnp.where(ended, old, nxt).astype(jnp.result_type(nxt)) if own else nxt
+                for old, nxt, own in zip(jax.tree_util.tree_leaves(s), jax.tree_util.tree_leaves(new), self._per_env)])
             total = total + jnp.where(ended, 0.0, jnp.asarray(new.reward, jnp.float32))
             return (s, total, ended | (jnp.asarray(new.done) > 0.5)), None
 

@@ -61,5 +61,6 @@ def make(name: str, **kwargs):
     except Exception as e:  # Playground/MJX say why in their own words; keep it to one line
         raise ValueError(f"cannot load {name!r} with impl={opts['impl']}: {type(e).__name__}: {e}") from None
     env = PhysicsEnv(raw, raw.action_size, opts.get("episode_length", int(config.episode_length)),
-                     opts.get("action_repeat", int(config.get("action_repeat", 1))), opts["reset"], name)
+                     opts.get("action_repeat", int(config.get("action_repeat", 1))), opts["reset"], name,
+                     shared_buffers=opts["impl"] == "warp")
     return env, env.default_params
