@@ -2,6 +2,7 @@
 soft target, the losses, the Polyak update), bad input refused in one line, truncation
 bootstrapping through the replay buffer, and a small multi-seed learning run."""
 import math
+import re
 
 import chex
 import jax
@@ -279,3 +280,37 @@ def test_presets_are_valid_and_within_the_acceptance_budgets():
         if env in budgets:
             assert config.num_updates * config.batch_size <= budgets[env]
     assert VecEnv("CartPole-v1", 1).action_spec.discrete
+
+
+def _ynn_fusion_ops(hlo: str) -> set:
+    """The opcodes inside the YNNPACK fusions of an optimised XLA:CPU module's text."""
+    called = set(re.findall(r'calls=(%[\w.\-]+)[^\n]*"kind":"__ynn_fusion"', hlo))
+    ops, inside = set(), False
+    for line in hlo.splitlines():
+        if re.match(r"^%[\w.\-]+ \(", line):
+            inside = line.split(" ")[0] in called
+        elif inside:
+            ops.update(re.findall(r"= \S+ ([a-z][\w\-]*)\(", line))
+    return ops
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compile options")
+def test_offpolicy_cpu_compile_options_keep_elementwise_work_out_of_ynnpack():
+    """Why ``offpolicy.CPU_OPTIONS`` exists: by default XLA:CPU fuses the activation gradients
+    around a critic's matmuls into YNNPACK graphs (slower here: benchmarks/NOTES.md); with the
+    options every YNNPACK fusion holds its matmul alone. A rejected option is left out with a
+    warning."""
+    from purejaxpg.engine import batch, offpolicy
+
+    def q(w, x):  # twin critics' torso on a shared input, as the actor's loss sees them
+        h = jax.nn.silu(jnp.einsum("kbi,kio->kbo", jnp.broadcast_to(x, (2,) + x.shape), w[0]))
+        return jnp.sum(jax.nn.silu(jnp.einsum("kbi,kio->kbo", h, w[1])))
+
+    lowered = jax.jit(jax.grad(q, argnums=1)).lower(jnp.ones((2, 2, 64, 64)), jnp.ones((256, 64)))
+    default = _ynn_fusion_ops(batch.compile_lowered(lowered).as_text())
+    assert {"multiply", "reduce"} <= default, default  # activation gradients inside YNNPACK graphs
+    chosen = _ynn_fusion_ops(batch.compile_lowered(lowered, offpolicy.CPU_OPTIONS).as_text())
+    assert "dot" in chosen and chosen <= {"parameter", "dot", "bitcast", "transpose", "copy"}, chosen
+    with pytest.warns(RuntimeWarning, match="xla_cpu_no_such_option"):
+        compiled = batch.compile_lowered(jax.jit(lambda x: 2 * x).lower(jnp.ones(3)), {"xla_cpu_no_such_option": "1"})
+    assert np.asarray(compiled(jnp.ones(3))).tolist() == [2.0, 2.0, 2.0]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -76,6 +77,22 @@ def blocked_vmap(f, in_axes, out_axes, block: int = 0):
                            axis_tree(out_axes, out), out)
 
     return g
+
+
+def compile_lowered(lowered, cpu_options: Optional[dict] = None):
+    """``lowered.compile()``, with ``cpu_options`` (XLA options by name) on the CPU backend.
+    They are XLA's experimental options, which a later jaxlib may rename or drop: one it
+    rejects is left out, with a warning, rather than failing the run."""
+    if not cpu_options or jax.default_backend() != "cpu":
+        return lowered.compile()
+    try:
+        return lowered.compile(compiler_options=dict(cpu_options))
+    except jax.errors.JaxRuntimeError as e:
+        if not any(name in str(e) for name in cpu_options):
+            raise
+        warnings.warn(f"XLA rejected the compile options {sorted(cpu_options)} ({str(e).splitlines()[0]}); "
+                      "compiling without them", RuntimeWarning, stacklevel=2)
+        return lowered.compile()
 
 
 def to_host(x) -> np.ndarray:
@@ -137,19 +154,22 @@ class Batch:
         if self._steps_compiled is None:
             scalar = self._start()
             first = jax.ShapeDtypeStruct((self.padded,), jnp.int32, sharding=self.keys.sharding)
-            self._steps_compiled = self._steps.lower(self.abstract, self.hparams, scalar, scalar, first).compile()
+            self._steps_compiled = self._compile(self._steps.lower(self.abstract, self.hparams, scalar, scalar, first))
         return self._steps_compiled
+
+    def _compile(self, lowered):
+        return compile_lowered(lowered, self.program.cpu_compiler_options)
 
     def init_compiled(self):
         """The compiled ``init``: (keys, hparams) -> carry."""
         if self._init_compiled is None:
-            self._init_compiled = self.init.lower(self.keys, self.hparams).compile()
+            self._init_compiled = self._compile(self.init.lower(self.keys, self.hparams))
         return self._init_compiled
 
     def evaluate_compiled(self):
         """The compiled ``evaluate``: carry -> [padded, num_eval_episodes]."""
         if self._evaluate_compiled is None:
-            self._evaluate_compiled = self.evaluate.lower(self.abstract).compile()
+            self._evaluate_compiled = self._compile(self.evaluate.lower(self.abstract))
         return self._evaluate_compiled
 
     def compiled(self) -> dict:
@@ -168,7 +188,7 @@ class Batch:
         """The compiled function of a chunk of ``n`` updates: (carry, hparams, start) ->
         (carry, {name: [padded, n]})."""
         if n not in self._compiled:
-            self._compiled[n] = self._chunk(n).lower(self.abstract, self.hparams, self._start()).compile()
+            self._compiled[n] = self._compile(self._chunk(n).lower(self.abstract, self.hparams, self._start()))
         return self._compiled[n]
 
     def start(self, update: int):

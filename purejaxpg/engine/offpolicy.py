@@ -53,6 +53,11 @@ def check(config, hparams) -> None:
 # generator (unrolled, it fuses with its consumers; it compiles when partitioned over
 # devices); "threefry2x32" is jax.random's default.
 RNG_IMPLS = ("philox4x32", "threefry2x32")
+# XLA:CPU options for these programs: each matmul goes to YNNPACK on its own, where by default
+# XLA fuses the elementwise work around it (activation gradients, reductions) into YNNPACK
+# graphs that run it slower than XLA's own loops. SAC at rejax's Pendulum settings runs about
+# 20% faster; PPO's programs do not gain (benchmarks/NOTES.md, "Compile options").
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 SPEC = Spec("offpolicy", (
     static("env", "Pendulum-v1", "environment (see `purejaxpg list`)"),
@@ -236,4 +241,4 @@ def make_program(config, make_agent: Callable) -> Program:
 
     entry = replay.entry_bytes(buffer_entry(venv))
     return Program(config, init, update, evaluate, act, config.num_updates, config.batch_size, carry_axes,
-                   scratch_bytes=4 * config.minibatch_size * entry, watch=watch)
+                   scratch_bytes=4 * config.minibatch_size * entry, watch=watch, cpu_compiler_options=CPU_OPTIONS)

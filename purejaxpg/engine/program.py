@@ -56,6 +56,8 @@ class Program:
         run, the first update after which any of it is NaN or infinite. Default: the whole
         carry. A program with large buffers in its carry should watch only its parameters
         and optimiser state (checked after every update).
+    cpu_compiler_options: XLA options (by name, as ``Lowered.compile(compiler_options=...)``
+        takes them) for this program's compiles on the CPU backend; other backends ignore them.
     """
 
     config: Any
@@ -68,6 +70,7 @@ class Program:
     carry_axes: Optional[Callable] = None
     scratch_bytes: int = 0  # per run: the largest temporaries of one update (memory estimate)
     watch: Optional[Callable] = None
+    cpu_compiler_options: Optional[dict] = None
 
     def watched(self, carry, metrics, i):
         """What must stay finite after update ``i`` (``watch``, or the whole carry)."""
