@@ -295,11 +295,11 @@ def _ynn_fusion_ops(hlo: str) -> set:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compile options")
-def test_offpolicy_cpu_compile_options_keep_elementwise_work_out_of_ynnpack():
+def test_offpolicy_cpu_compile_options_keep_elementwise_work_out_of_ynnpack(monkeypatch):
     """Why ``offpolicy.CPU_OPTIONS`` exists: by default XLA:CPU fuses the activation gradients
     around a critic's matmuls into YNNPACK graphs (slower here: benchmarks/NOTES.md); with the
-    options every YNNPACK fusion holds its matmul alone. A rejected option is left out with a
-    warning."""
+    options every YNNPACK fusion holds its matmul alone. An option XLA_FLAGS names is left to
+    it; a rejected option is left out with a warning."""
     from purejaxpg.engine import batch, offpolicy
 
     def q(w, x):  # twin critics' torso on a shared input, as the actor's loss sees them
@@ -311,6 +311,10 @@ def test_offpolicy_cpu_compile_options_keep_elementwise_work_out_of_ynnpack():
     assert {"multiply", "reduce"} <= default, default  # activation gradients inside YNNPACK graphs
     chosen = _ynn_fusion_ops(batch.compile_lowered(lowered, offpolicy.CPU_OPTIONS).as_text())
     assert "dot" in chosen and chosen <= {"parameter", "dot", "bitcast", "transpose", "copy"}, chosen
+    name = next(iter(offpolicy.CPU_OPTIONS))
+    monkeypatch.setenv("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false --{name}=LIBRARY_FUSION_TYPE_DOT")
+    assert _ynn_fusion_ops(batch.compile_lowered(lowered, offpolicy.CPU_OPTIONS).as_text()) == default  # left to XLA_FLAGS
+    monkeypatch.delenv("XLA_FLAGS")
     with pytest.warns(RuntimeWarning, match="xla_cpu_no_such_option"):
         compiled = batch.compile_lowered(jax.jit(lambda x: 2 * x).lower(jnp.ones(3)), {"xla_cpu_no_such_option": "1"})
     assert np.asarray(compiled(jnp.ones(3))).tolist() == [2.0, 2.0, 2.0]

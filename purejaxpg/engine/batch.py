@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -80,17 +82,20 @@ def blocked_vmap(f, in_axes, out_axes, block: int = 0):
 
 
 def compile_lowered(lowered, cpu_options: Optional[dict] = None):
-    """``lowered.compile()``, with ``cpu_options`` (XLA options by name) on the CPU backend.
-    They are XLA's experimental options, which a later jaxlib may rename or drop: one it
-    rejects is left out, with a warning, rather than failing the run."""
-    if not cpu_options or jax.default_backend() != "cpu":
+    """``lowered.compile()``, with ``cpu_options`` (XLA options by name) on the CPU backend,
+    except those ``XLA_FLAGS`` names (the user's setting stands). Some are XLA's experimental
+    options, which a later jaxlib may rename or drop: one it rejects is left out, with a
+    warning, rather than failing the run."""
+    user = os.environ.get("XLA_FLAGS", "")
+    options = {k: v for k, v in (cpu_options or {}).items() if not re.search(rf"--{k}(=|\s|$)", user)}
+    if not options or jax.default_backend() != "cpu":
         return lowered.compile()
     try:
-        return lowered.compile(compiler_options=dict(cpu_options))
+        return lowered.compile(compiler_options=options)
     except jax.errors.JaxRuntimeError as e:
-        if not any(name in str(e) for name in cpu_options):
+        if not any(name in str(e) for name in options):
             raise
-        warnings.warn(f"XLA rejected the compile options {sorted(cpu_options)} ({str(e).splitlines()[0]}); "
+        warnings.warn(f"XLA rejected the compile options {sorted(options)} ({str(e).splitlines()[0]}); "
                       "compiling without them", RuntimeWarning, stacklevel=2)
         return lowered.compile()
 
