@@ -36,13 +36,6 @@ def check_budget(config, hparams) -> None:
                          f"(num_envs x num_steps = {config.num_envs} x {config.num_steps} = {config.batch_size})")
 
 
-# XLA:CPU options for these programs: LLVM's optimisation level 1 instead of XLA's default. It
-# compiles 20-30% faster (PPO on CartPole-v1: 6.4 s against 7.8 s at 1 seed, 6.8 against 9.6 s
-# at 8) and the programs run as fast: PPO, A2C, REINFORCE, TRPO and IMPALA on CartPole-v1 within
-# the noise, PPO on Pendulum-v1 and on playground/CartpoleBalance within 1-3%
-# (benchmarks/NOTES.md, "Compile options"). SAC's programs run slower with it, so it is this
-# engine's choice only.
-CPU_OPTIONS = {"xla_backend_optimization_level": "1"}
 BUDGET = {"batch_size": lambda c: c.num_envs * c.num_steps,  # env steps per update (per run)
           "num_updates": lambda c: c.total_timesteps // (c.num_envs * c.num_steps)}  # rounded down
 
@@ -203,4 +196,4 @@ def make_program(config, update: Callable, grad_steps: int, init_extra: Callable
     # algorithm's copies of it (flattened, permuted minibatches): about three times that
     traj_bytes = config.batch_size * (2 * math.prod(venv.obs_shape) + 12) * 4
     return Program(config, init, step, evaluate, act, num_updates, config.batch_size, scratch_bytes=3 * traj_bytes,
-                   watch=watch, cpu_compiler_options=CPU_OPTIONS)
+                   watch=watch)
