@@ -20,24 +20,19 @@ ARGS = ["ppo", "--env", "CartPole-v1", "--num-seeds", "2", "--total-timesteps", 
 
 
 def fill(directory: str) -> None:
-    with open(os.path.join(directory, "filler"), "wb") as f:
-        block = b"\0" * (1 << 16)
-        try:
-            while True:
-                f.write(block)
-                f.flush()
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-    for size in (4096, 512, 1):  # the last partial blocks too
-        try:
-            with open(os.path.join(directory, "filler"), "ab") as f:
+    """Write ``filler`` until the disk has no byte left. Unbuffered: a buffered file would
+    keep what the full disk refused and raise ENOSPC again when closed."""
+    fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 4096, 512, 1):  # then the last partial blocks
+            try:
                 while True:
-                    f.write(b"\0" * size)
-                    f.flush()
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
+                    os.write(fd, b"\0" * size)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":
