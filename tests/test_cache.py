@@ -72,3 +72,32 @@ def test_a_second_identical_run_compiles_nothing(tmp_path):
         np.testing.assert_array_equal(m1[k], m2[k], err_msg=k)
     off, _ = _train(tmp_path / "off", "off")
     assert off["compile"]["cache_dir"] is None and off["compile"]["hits"] == 0
+
+
+_LAPACK_PROGRAM = r"""
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from purejaxpg.engine import cache
+cache.configure(sys.argv[1])
+a = np.array([[4.0, 2.0], [2.0, 3.0]], np.float32)
+if sys.argv[2] == "save":
+    compiled = jax.jit(lambda m: jnp.linalg.cholesky(m) * 2.0).lower(a).compile()
+    assert cache.save_programs("lapack", {}, {"f": compiled})
+else:
+    print(np.asarray(cache.load_programs("lapack")["compiled"]["f"](a)).tolist())
+"""
+
+
+def test_a_stored_program_that_calls_lapack_runs_in_a_fresh_process(tmp_path):
+    """A stored program runs without being lowered in its process, and JAX loads jaxlib's
+    LAPACK kernels only when it lowers a LAPACK operation: a stored program with a Cholesky
+    (MJX's solver has one: every physics task) killed the second run with a segmentation
+    fault until ``load_programs`` loaded them (``cache.load_lapack``)."""
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "JAX_PLATFORMS": "cpu"}
+    env.pop(cache.ENV, None)
+    outs = [subprocess.run([sys.executable, "-c", _LAPACK_PROGRAM, str(tmp_path), step], env=env,
+                           capture_output=True, text=True, timeout=300) for step in ("save", "load")]
+    for proc in outs:
+        assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    expected = 2.0 * np.linalg.cholesky(np.array([[4.0, 2.0], [2.0, 3.0]]))
+    np.testing.assert_allclose(json.loads(outs[1].stdout), expected, rtol=1e-6)

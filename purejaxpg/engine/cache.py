@@ -287,6 +287,18 @@ def _program_path(key: str) -> str:
     return os.path.join(directory(), PROGRAMS, key + ".pkl")
 
 
+@functools.lru_cache(maxsize=None)
+def load_lapack() -> None:
+    """Load jaxlib's LAPACK kernels into this process, on the CPU backend. JAX loads them
+    when it lowers a LAPACK operation (a Cholesky, a solve, ...), and a stored program runs
+    without being lowered: a program that calls LAPACK (MJX's constraint solver does, so
+    every ``playground/`` and ``brax/`` task) would call kernels that are not there, and the
+    process would die of a segmentation fault (tests/test_cache.py). Lowering a 1x1
+    Cholesky (nothing is compiled) loads them all."""
+    if jax.default_backend() == "cpu":
+        jax.jit(jax.numpy.linalg.cholesky).lower(jax.ShapeDtypeStruct((1, 1), "float32"))
+
+
 def load_programs(key: Optional[str]) -> Optional[dict]:
     """What ``save_programs`` stored under ``key``: {"shapes": ..., "compiled": {name:
     jax.stages.Compiled}}, or None (not there, unreadable, or the cache is off)."""
@@ -297,6 +309,7 @@ def load_programs(key: Optional[str]) -> Optional[dict]:
         return None
     from jax.experimental import serialize_executable
 
+    load_lapack()
     try:
         with open(path, "rb") as f:
             stored = pickle.load(f)
