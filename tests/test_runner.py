@@ -213,9 +213,16 @@ _RECORDED_CASES = {  # the settings of tests/data/onpolicy_before_06d8a44.json (
 
 
 def _recorded():
+    """The results of the code at 06d8a44, and the expected ones: those, except ppo-pendulum's,
+    re-recorded when Threefry was first lowered as straight-line code on the CPU
+    (``host.straight_threefry``): the random bits are the same, but XLA fuses the Gaussian
+    sampling around them differently, which moved that case's floats in the last bits (final
+    returns by at most 5e-7 relative). The discrete cases still equal 06d8a44 bit for bit."""
     if jax.default_backend() != "cpu" or jax.__version__ != "0.10.2":
         pytest.skip("recorded with jax 0.10.2 on CPU; other builds round differently")
-    return json.load(open(os.path.join(ROOT, "tests", "data", "onpolicy_before_06d8a44.json")))
+    data = os.path.join(ROOT, "tests", "data")
+    old = json.load(open(os.path.join(data, "onpolicy_before_06d8a44.json")))
+    return old, {**old, **json.load(open(os.path.join(data, "ppo_pendulum_straight_threefry.json")))}
 
 
 def _digest(metrics) -> str:
@@ -231,12 +238,13 @@ def _digest(metrics) -> str:
 def test_on_policy_results_are_those_of_the_code_before_the_one_engine_change():
     """Per-seed final returns and a hash of every per-update metric, recorded with the code
     at 06d8a44 (tests/data): the runner reproduces that code's chunked path bit for bit."""
-    recorded = _recorded()
+    old, expected = _recorded()
     for name, (algo, overrides) in _RECORDED_CASES.items():
         r, = runner.train(algo, overrides, num_seeds=4, quiet=True).groups
-        chunked = recorded[f"{name}/sweep/chunks=1"]
-        assert [float(x) for x in r.final[0]] == chunked["final_return"], name
-        assert _digest({k: v[0] for k, v in r.metrics.items()}) == chunked["metrics"], name
+        key = f"{name}/sweep/chunks=1"
+        assert [float(x) for x in r.final[0]] == expected[key]["final_return"], name
+        assert _digest({k: v[0] for k, v in r.metrics.items()}) == expected[key]["metrics"], name
+        np.testing.assert_allclose(r.final[0], old[key]["final_return"], rtol=2e-5, err_msg=name)
 
 
 @pytest.mark.slow
@@ -247,12 +255,14 @@ def test_the_whole_program_reproduces_the_old_plain_train():
     XLA fuses init, training and evaluation differently when they are one program)."""
     from reference import train_seeds
 
-    recorded = _recorded()
+    old, expected = _recorded()
     for name, (algo, overrides) in _RECORDED_CASES.items():
         out = train_seeds(algo, overrides, seeds=4)[3]
-        plain = recorded[f"{name}/plain/quiet=True"]
-        assert [float(x) for x in np.asarray(out["eval_returns"]).mean(-1)] == plain["final_return"], name
-        assert _digest(out["metrics"]) == plain["metrics"], name
+        key = f"{name}/plain/quiet=True"
+        final = np.asarray(out["eval_returns"]).mean(-1)
+        assert [float(x) for x in final] == expected[key]["final_return"], name
+        assert _digest(out["metrics"]) == expected[key]["metrics"], name
+        np.testing.assert_allclose(final, old[key]["final_return"], rtol=2e-5, err_msg=name)
 
 
 def test_cli_chunked_train_eval_and_errors(tmp_path, capsys):
