@@ -237,7 +237,8 @@ def _digest(metrics) -> str:
 
 def test_on_policy_results_are_those_of_the_code_before_the_one_engine_change():
     """Per-seed final returns and a hash of every per-update metric, recorded with the code
-    at 06d8a44 (tests/data): the runner reproduces that code's chunked path bit for bit."""
+    at 06d8a44 (tests/data): the runner reproduces that code's chunked path bit for bit
+    (ppo-pendulum: to rounding, and bit for bit its re-recorded values, see ``_recorded``)."""
     old, expected = _recorded()
     for name, (algo, overrides) in _RECORDED_CASES.items():
         r, = runner.train(algo, overrides, num_seeds=4, quiet=True).groups

@@ -42,8 +42,8 @@ def straight_threefry() -> bool:
     the five groups of four rounds. The hash is integer arithmetic, so the bits are the same
     (tests/test_host.py); what changes is that a draw becomes one fused kernel instead of a
     loop of small ones, at every step of a rollout and in every initialiser: PPO on
-    CartPole-v1 at 1 seed ran 8-16% faster and compiled 1-2 s sooner, at 8 seeds 0-8% and
-    2-4 s (benchmarks/NOTES.md, "Threefry on the CPU"). Takes JAX's own straight-line
+    CartPole-v1 at 1 seed ran 6-17% faster and compiled 1-2 s sooner, at 8 seeds -1 to +8%
+    and 2-4.5 s (benchmarks/NOTES.md, "Threefry on the CPU"). Takes JAX's own straight-line
     rule for other platforms (``jax._src``); where a JAX release lacks it, nothing changes.
     Idempotent; affects programs lowered after the call. Returns whether the rule is in place."""
     try:
