@@ -128,7 +128,6 @@ def test_bootstrapping_never_sees_the_observation_after_the_reset():
 def test_a_typed_key_reaches_the_task_as_a_raw_key():
     """SAC draws with core/prng.py's Philox keys; a task that keeps its key in the state (as
     Playground's do) must not end up with a key-typed leaf (the memory check sums bytes)."""
-    env = PhysicsEnv(Counter(), 1, episode_length=5)
     seen = []
 
     class Spy(Counter):
@@ -136,11 +135,46 @@ def test_a_typed_key_reaches_the_task_as_a_raw_key():
             seen.append(rng.dtype)
             return super().reset(rng)
 
-    env.task = Spy()
+    env = PhysicsEnv(Spy(), 1, episode_length=5)
+    seen.clear()
     key = jax.random.key(0, impl=prng.impl())
     assert jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    env.reset(key)
+    with jax.disable_jit():  # the task's reset runs (a jitted one could reuse an earlier trace)
+        env.reset(key)
     assert seen == [jnp.uint32]
+
+
+def test_the_task_is_traced_once_and_the_programs_are_unchanged():
+    """The runner traces a program's env step several times (its shape check, the training
+    program, evaluation), and a MuJoCo step takes seconds to trace: PhysicsEnv calls the task's
+    reset and step through ``jax.jit(..., inline=True)``, which JAX traces once per input shape
+    and then inlines, so a program holds the same operations as without the jit."""
+    calls = []
+
+    class Traced(Counter):
+        def reset(self, rng):
+            calls.append("reset")
+            return super().reset(rng)
+
+        def step(self, state, action):
+            calls.append("step")
+            return super().step(state, action)
+
+    env = PhysicsEnv(Traced(), 1, episode_length=5)
+    calls.clear()
+
+    def program(env):  # a reset, then a step that may reset again
+        def one(k):
+            _, state = env.reset(k)
+            return env.step(k, state, jnp.ones(1))[:3]
+        return jax.jit(jax.vmap(one))
+
+    lowered = [program(env).lower(jax.ShapeDtypeStruct((n, 2), jnp.uint32)).as_text() for n in (3, 5)]
+    assert calls == ["step"]  # reset traced once by the constructor, step once for both programs
+
+    plain = PhysicsEnv(Counter(), 1, episode_length=5)  # the same env with the jits taken out
+    plain._task_reset, plain._task_step = plain.task.reset, plain.task.step
+    assert program(plain).lower(jax.ShapeDtypeStruct((5, 2), jnp.uint32)).as_text() == lowered[1]
 
 
 class Endless:

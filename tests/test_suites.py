@@ -103,6 +103,9 @@ def test_playground_time_limit_and_reset():
     venv = VecEnv("playground/CartpoleBalance@episode_length=5", 3)
     raw = registry.load("CartpoleBalance", config_overrides={"impl": "jax"})
     assert venv.obs_shape == (5,) and venv.action_spec.num_actions == 1 and venv.max_episode_steps == 5
+    # built once per name and options (loading a model takes seconds; its traces are shared)
+    assert VecEnv("playground/CartpoleBalance@episode_length=5", 7).env is venv.env
+    assert VecEnv("playground/CartpoleBalance@episode_length=6", 3).env is not venv.env
     action = jnp.full((3, 1), 0.3)
 
     @jax.jit

@@ -18,6 +18,7 @@ Observation normalisation lives in the train state (``purejaxpg.core.normalize``
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -128,7 +129,7 @@ def make_env(name: str, **kwargs: Any):
 
     check_env_name(name)
     if suite_of(name) is not None:
-        return suite_of(name).load().make(name, **kwargs)
+        return _suite_env(name, **kwargs)
     if ":" in name:
         return _user_env(name)(**kwargs)
     if name in _REGISTRY:
@@ -137,6 +138,15 @@ def make_env(name: str, **kwargs: Any):
     ctor, own = _split(probe_params, kwargs)
     env, params = (probe_env, probe_params) if not ctor else gymnax.make(name, **ctor)
     return env, params.replace(**own) if own else params
+
+
+@functools.lru_cache(maxsize=16)
+def _suite_env(name: str, **kwargs: Any):
+    """A suite's environment, built once per process for each name and options: loading a
+    physics model takes a second or more, and the training and evaluation envs of a program
+    (and every later program of the process) then share one object, whose jitted reset and
+    step JAX traces once (``purejaxpg.envs.physics``)."""
+    return suite_of(name).load().make(name, **kwargs)
 
 
 class ActionSpec(NamedTuple):

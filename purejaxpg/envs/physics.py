@@ -98,7 +98,13 @@ class PhysicsEnv(environment.Environment):
         self.reset_mode = reset
         self._name = name
         self._params = PhysicsParams(max_steps_in_episode=math.ceil(int(episode_length) / self.action_repeat))
-        abstract = jax.eval_shape(task.reset, jax.random.PRNGKey(0))
+        # The task's reset and step, each behind a jit of its own: JAX traces a jitted function
+        # once per input shape and reuses that trace, and a physics step is slow to trace (MJX:
+        # seconds) while the runner's shape checks and programs call it many times. ``inline``
+        # puts the traced operations into the calling program, which is then op for op what
+        # calling the task directly gives (the same numbers; tests/test_physics.py).
+        self._task_reset, self._task_step = jax.jit(task.reset, inline=True), jax.jit(task.step, inline=True)
+        abstract = jax.eval_shape(self._task_reset, jax.random.PRNGKey(0))
         self.obs_size = int(jax.eval_shape(flatten_obs, abstract.obs).shape[0])
         # The task's State is carried as its non-empty leaves that hold one value per env:
         # MJX data has zero-size arrays (no contacts, no mocap bodies), which orbax cannot
@@ -110,7 +116,7 @@ class PhysicsEnv(environment.Environment):
         self._leaves = [(tuple(x.shape), x.dtype) for x in leaves]
         self._per_env = [True] * len(leaves)
         if shared_buffers:
-            two = jax.eval_shape(jax.vmap(task.reset), jax.random.split(jax.random.PRNGKey(0), 2))
+            two = jax.eval_shape(jax.vmap(self._task_reset), jax.random.split(jax.random.PRNGKey(0), 2))
             self._per_env = [tuple(b.shape) == (2,) + shape
                              for b, (shape, _) in zip(jax.tree_util.tree_leaves(two), self._leaves)]
         self._carried = [own and math.prod(shape) > 0 for own, (shape, _) in zip(self._per_env, self._leaves)]
@@ -148,7 +154,7 @@ class PhysicsEnv(environment.Environment):
         return jax.tree_util.tree_unflatten(self._treedef, leaves)
 
     def reset(self, key, params=None):
-        inner = self._pack(self.task.reset(self._task_key(key)))
+        inner = self._pack(self._task_reset(self._task_key(key)))
         first = inner if self.reset_mode == "first" else None
         return self._obs(inner), PhysicsState(time=jnp.int32(0), inner=inner, first=first)
 
@@ -158,12 +164,12 @@ class PhysicsEnv(environment.Environment):
     def _advance(self, inner, action):
         """``action_repeat`` task steps; rewards summed; a termination stops the repeat."""
         if self.action_repeat == 1:
-            new = self.task.step(inner, action)
+            new = self._task_step(inner, action)
             return new, jnp.asarray(new.reward, jnp.float32), jnp.asarray(new.done) > 0.5
 
         def body(carry, _):
             s, total, ended = carry
-            new = self.task.step(s, action)
+            new = self._task_step(s, action)
             # an ended env keeps its state; a buffer shared by all envs is the step's
             s = jax.tree_util.tree_unflatten(self._treedef, [
                 jnp.where(ended, old, nxt).astype(jnp.result_type(nxt)) if own else nxt
@@ -184,7 +190,7 @@ class PhysicsEnv(environment.Environment):
         truncated = (time >= params.max_steps_in_episode) & ~terminated
         done = terminated | truncated
         final_obs = self._obs(inner)
-        restart = state.first if self.reset_mode == "first" else self._pack(self.task.reset(self._task_key(key)))
+        restart = state.first if self.reset_mode == "first" else self._pack(self._task_reset(self._task_key(key)))
         # the task's State after a reset, field by field where the episode ended
         inner = jax.tree.map(lambda r, s: jnp.where(done, r, s).astype(jnp.result_type(s)), restart, inner)
         obs = self._obs(inner)
