@@ -99,8 +99,9 @@ class PhysicsEnv(environment.Environment):
         self._name = name
         self._params = PhysicsParams(max_steps_in_episode=math.ceil(int(episode_length) / self.action_repeat))
         # The task's reset and step, each behind a jit of its own: JAX traces a jitted function
-        # once per input shape and reuses that trace, and a physics step is slow to trace (MJX:
-        # seconds) while the runner's shape checks and programs call it many times. ``inline``
+        # once per input shape and reuses that trace, and a physics step is slow to trace (MJX's:
+        # about half a second) while the runner's shape checks and programs call it many times
+        # (benchmarks/NOTES.md, "Tracing a physics task"). ``inline``
         # puts the traced operations into the calling program, which is then op for op what
         # calling the task directly gives (the same numbers; tests/test_physics.py).
         self._task_reset, self._task_step = jax.jit(task.reset, inline=True), jax.jit(task.step, inline=True)
