@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+from children import child_env
 
 from purejaxpg.engine import cache
 from purejaxpg.engine.control import pieces, report_due
@@ -41,18 +42,11 @@ def test_progress_pieces_end_where_reports_are_due():
         assert all(report_due(b - 1, every, u) or b == start + n for _, b in ps)
 
 
-def _child_env() -> dict:
-    """This checkout on the path, the cache left to the command line."""
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "JAX_PLATFORMS": "cpu"}
-    env.pop(cache.ENV, None)
-    return env
-
-
 def _train(out, cache_dir, extra=()):
     argv = ["train", "a2c", "--num-seeds", "2", "--total-timesteps", "1024", "--num-envs", "4", "--num-steps", "64",
             "--hidden", "16", "--num-eval-episodes", "2", "--host-devices", "1", "--out", str(out),
             "--compile-cache", str(cache_dir), *extra]
-    proc = subprocess.run([sys.executable, "-m", "purejaxpg.cli", *argv], cwd=ROOT, env=_child_env(), capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "purejaxpg.cli", *argv], cwd=ROOT, env=child_env(drop=(cache.ENV,)), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "summary.json").read_text()), np.load(out / "metrics.npz")
@@ -98,7 +92,7 @@ def test_a_stored_program_that_calls_lapack_runs_in_a_fresh_process(tmp_path):
     LAPACK kernels only when it lowers a LAPACK operation: a stored program with a Cholesky
     (MJX's solver has one: every physics task) killed the second run with a segmentation
     fault until ``load_programs`` loaded them (``cache.load_lapack``)."""
-    outs = [subprocess.run([sys.executable, "-c", _LAPACK_PROGRAM, str(tmp_path), step], env=_child_env(),
+    outs = [subprocess.run([sys.executable, "-c", _LAPACK_PROGRAM, str(tmp_path), step], env=child_env(drop=(cache.ENV,)),
                            capture_output=True, text=True, timeout=300) for step in ("save", "load")]
     for proc in outs:
         assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])

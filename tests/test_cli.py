@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from children import child_env
 
 from purejaxpg import cli
 from purejaxpg.engine import runner
@@ -224,7 +225,7 @@ def test_tabular_envs_need_no_prior_import():
         "assert venv.action_spec.num_actions == 4, venv.action_spec\n"
         "sys.exit(cli.main(['list']))\n"
     )
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = child_env()
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Tabular-Random" in proc.stdout and "Tabular-Chain" in proc.stdout

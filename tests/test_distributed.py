@@ -7,6 +7,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from children import child_env
 
 from purejaxpg.analysis.evaluate import evaluate_dir
 from purejaxpg.engine import distributed, runner
@@ -61,9 +62,8 @@ def _gloo_available() -> bool:
 def _launch(work, n: int, devices_per_process: int, resume: bool):
     """Start tests/distributed_worker.py as ``n`` processes on a free local port."""
     port = _free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
-           "JAX_DISABLE_MOST_OPTIMIZATIONS": "0"}
+    env = child_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+                    JAX_DISABLE_MOST_OPTIMIZATIONS="0")
     for var in distributed.ENV.values():
         env.pop(var, None)
     extra = ["--resume"] if resume else []

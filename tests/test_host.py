@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from children import child_env
 
 from purejaxpg.engine import compat, host
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -46,16 +45,10 @@ def test_nothing_changes_off_the_cpu_or_after_the_backend_started(fresh_cpu, mon
     assert "XLA_FLAGS" not in os.environ
 
 
-def _child_env(drop=()) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return env
-
-
 def test_the_command_line_uses_every_core():
     code = ("import sys, jax\nfrom purejaxpg import cli\nassert cli.main(['list']) == 0\n"
             "print('DEVICES', jax.device_count())\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=_child_env(("XLA_FLAGS", host.DEVICES_ENV)), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], env=child_env(drop=("XLA_FLAGS", host.DEVICES_ENV)), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"DEVICES {host.cores()}" in proc.stdout
 
@@ -84,7 +77,7 @@ def test_threefry_as_straight_line_code_draws_the_same_bits():
     2011: key 13198a2e 03707344, counter 243f6a88 85a308d3 -> c4923a9c 483df7a0)."""
     out = {}
     for mode in ("default", "straight"):
-        proc = subprocess.run([sys.executable, "-c", _THREEFRY, mode], env=_child_env(), capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", _THREEFRY, mode], env=child_env(), capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         out[mode] = json.loads(proc.stdout)

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from children import child_env
 
 from purejaxpg import cli
 from purejaxpg.engine import plan as plans
@@ -39,11 +40,6 @@ def _flags(settings: dict) -> list:
     for k, v in settings.items():
         out += [f"--{k.replace('_', '-')}", ",".join(map(str, v)) if isinstance(v, tuple) else str(v)]
     return out
-
-
-def _env(**extra) -> dict:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            **extra}
 
 
 def _one_line_error(err: str, *needles):
@@ -325,7 +321,7 @@ def _cached(cache) -> dict:
 
 
 def _start(argv, cwd, cache=None):
-    return subprocess.Popen([sys.executable, "-m", "purejaxpg.cli", *argv], cwd=cwd, env=_env(**_cached(cache)),
+    return subprocess.Popen([sys.executable, "-m", "purejaxpg.cli", *argv], cwd=cwd, env=child_env(**_cached(cache)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -356,7 +352,7 @@ def _resume_all(dirs, cwd, cache):
     """``purejaxpg train --resume DIR --quiet`` for each of ``dirs``, in one interpreter
     (its programs from a compilation cache after the first)."""
     proc = subprocess.run([sys.executable, "-c", _RESUME, *dirs], cwd=cwd, capture_output=True, text=True,
-                          timeout=1800, env=_env(**_cached(cache)))
+                          timeout=1800, env=child_env(**_cached(cache)))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
@@ -513,7 +509,7 @@ def test_a_full_disk_gives_one_line_and_keeps_the_previous_checkpoint(tmp_path):
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a size-limited tmpfs here: {probe.stderr.strip()[:200]}")
     (tmp_path / "mnt").mkdir()
-    env = _env(MNT=str(tmp_path / "mnt"), WORK=str(tmp_path), PY=sys.executable, ROOT=ROOT)
+    env = child_env(MNT=str(tmp_path / "mnt"), WORK=str(tmp_path), PY=sys.executable, ROOT=ROOT)
     proc = subprocess.run(["unshare", "-Urm", "sh", "-c", _FULL_DISK], env=env, capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -549,7 +545,7 @@ def test_a_signal_to_one_of_two_processes_stops_both(tmp_path, long_reference):
     out = str(tmp_path / "mp")
     argv = ["sweep", "a2c", *_flags(settings), "--grid", "lr=1e-3,3e-3", "--num-seeds", "3", "--block", "2",
             "--chunks", "20", "--quiet", "--out", out, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2", **_cached(cache))
+    env = child_env(XLA_FLAGS="--xla_force_host_platform_device_count=2", **_cached(cache))
     for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(var, None)
     procs = [subprocess.Popen([sys.executable, "-m", "purejaxpg.cli", *argv, "--process-id", str(i)], cwd=tmp_path,

@@ -146,7 +146,7 @@ def test_a_typed_key_reaches_the_task_as_a_raw_key():
 
 def test_the_task_is_traced_once_and_the_programs_are_unchanged():
     """The runner traces a program's env step several times (its shape check, the training
-    program, evaluation), and a MuJoCo step takes seconds to trace: PhysicsEnv calls the task's
+    program, evaluation), and a MuJoCo step takes about half a second to trace: PhysicsEnv calls the task's
     reset and step through ``jax.jit(..., inline=True)``, which JAX traces once per input shape
     and then inlines, so a program holds the same operations as without the jit."""
     calls = []

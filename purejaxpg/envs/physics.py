@@ -101,9 +101,9 @@ class PhysicsEnv(environment.Environment):
         # The task's reset and step, each behind a jit of its own: JAX traces a jitted function
         # once per input shape and reuses that trace, and a physics step is slow to trace (MJX's:
         # about half a second) while the runner's shape checks and programs call it many times
-        # (benchmarks/NOTES.md, "Tracing a physics task"). ``inline``
-        # puts the traced operations into the calling program, which is then op for op what
-        # calling the task directly gives (the same numbers; tests/test_physics.py).
+        # (benchmarks/NOTES.md, "Tracing a physics task"). ``inline`` puts the traced operations
+        # into the calling program, which is then op for op what calling the task directly gives
+        # (the same numbers; tests/test_physics.py).
         self._task_reset, self._task_step = jax.jit(task.reset, inline=True), jax.jit(task.step, inline=True)
         abstract = jax.eval_shape(self._task_reset, jax.random.PRNGKey(0))
         self.obs_size = int(jax.eval_shape(flatten_obs, abstract.obs).shape[0])
