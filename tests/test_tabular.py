@@ -367,7 +367,7 @@ class SolveTest(chex.TestCase):
         # matrix above (kappa 434, kappa eps32 = 5.2e-5, gradients up to 4.6e3) this CPU's
         # errors relative to max|gradient| are 6.6e-6 (ours) and 7.1e-5 (LAPACK): two float32
         # solvers may differ by ~1e-4, which is what an H100 run saw between ours and cuSOLVER
-        # (1.6e-4, benchmarks/results/tests-gpu-h100.log) when this check compared them at
+        # (1.6e-4, benchmarks/results/tests-gpu-h100.edff96f.log) when this check compared them at
         # rtol 1e-4. So: each against float64 within 4 kappa eps32 of max|gradient| there,
         # and ours against LAPACK at the old rtol 1e-4 on a well-conditioned matrix (kappa 7,
         # as I - gamma P is for gamma <= 0.9; measured differences below 1e-6).

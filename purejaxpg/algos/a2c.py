@@ -33,7 +33,7 @@ SPEC = onpolicy.SPEC.extend("a2c", (
 ), defaults={
     "num_envs": 16, "num_steps": 16,
     # lr and ent_coef from scripts/tune_foundation.py on CartPole-v1 (16 envs x 16 steps, GAE
-    # 0.95; benchmarks/results/foundation_tuning.json): with ent_coef 0.01 the final-return
+    # 0.95; benchmarks/results/foundation_tuning.1edba71.json): with ent_coef 0.01 the final-return
     # IQM was 216/328/479 at lr 3e-4/1e-3/3e-3 (8 seeds); with ent_coef 0 it was 255/460/500,
     # and on 16 fresh seeds 500 at lr 2e-3, 3e-3 and 5e-3, with every seed at 500 only at 3e-3.
     # (The earlier lr 1e-3, ent_coef 0.01 gave IQM 316 in scripts/foundation_acceptance.py.)

@@ -14,7 +14,7 @@ PRESETS: dict[str, dict[str, dict]] = {}
 # defaults (sac_continuous_action.py: policy 3e-4, q 1e-3, tau 0.005) — also this package's
 # ``sac.default_hparams``. Networks are narrowed from 256x256 to 64x64 (issue 4's benchmark
 # setting): on these envs they learn as well and cost several times less on CPU. Checked
-# with scripts/sac_acceptance.py (16 seeds; results in benchmarks/results/sac_acceptance.json).
+# with scripts/sac_acceptance.py (16 seeds; results in benchmarks/results/sac_acceptance.471c573.json).
 PRESETS["sac"] = {
     # Issue 4's acceptance budget, 2e4 env steps, one env, replay ratio 1; the buffer holds
     # the whole run. 1000 random steps first (5 episodes). tau 0.02 instead of 0.005: in
@@ -75,7 +75,7 @@ def resolve(algo: str, env: str, preset: str = "auto") -> dict:
 # needs the entropy bonus to find the goal. MinAtar: the conv torso with the settings of
 # the gymnax baselines (64 envs x 128 steps, 4 epochs x 8 minibatches), with lr 1e-3 and
 # gamma 0.999 chosen by a grid on Breakout (8 configs x 3 seeds in one program on an H100: lr
-# 5e-4 reached IQM 7-11 at 1e7 steps, lr 1e-3 26-39; benchmarks/results/tune-breakout-h100.json;
+# 5e-4 reached IQM 7-11 at 1e7 steps, lr 1e-3 26-39; benchmarks/results/tune-breakout-h100.a050f6e.json;
 # today `purejaxpg sweep ppo --env Breakout-MinAtar --num-seeds 3 --grid lr=5e-4,1e-3
 # --grid ent_coef=0.01,0.003 --grid gamma=0.99,0.999` runs the same grid).
 # Results: scripts/ppo_acceptance.py -> benchmarks/results/ppo_acceptance*.json.
@@ -127,7 +127,7 @@ PRESETS["npg"]["CartPole-v1"] = {"total_timesteps": 500_000}
 # V-trace's rho_bar = c_bar = 1 and lambda = 1 are the IMPALA paper's (Espeholt et al. 2018,
 # section 4 and appendix); entropy 0.01 and vf_coef 0.5 as A2C's usual; 16 envs x 32 steps
 # and K = 4 replayed batches. lr 3e-3 on CartPole from a 2 x 2 grid (lr 1e-3 / 3e-3 x
-# ent_coef 0 / 0.01, 4 seeds x 1e6 steps, benchmarks/results/impala_tuning.json): lr 3e-3
+# ent_coef 0 / 0.01, 4 seeds x 1e6 steps, benchmarks/results/impala_tuning.6f414b7.json): lr 3e-3
 # reached 500 on every seed with either entropy coefficient, lr 1e-3 left seeds near 170.
 # Acrobot and Pendulum reuse it (Pendulum with PPO's continuous-control normalisation and
 # gamma); MinAtar takes PPO's MinAtar torso; these are untested here.

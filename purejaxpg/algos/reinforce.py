@@ -64,7 +64,7 @@ SPEC = onpolicy.SPEC.extend("reinforce", (
 ), defaults={
     "num_envs": 8, "num_steps": 256,
     # lr from scripts/tune_foundation.py on CartPole-v1 (defaults otherwise; 16 seeds x 1e6
-    # steps, benchmarks/results/foundation_tuning.json): final-return IQM 426 at 2e-3, 484-489
+    # steps, benchmarks/results/foundation_tuning.1edba71.json): final-return IQM 426 at 2e-3, 484-489
     # at 3e-3, 500 at 4e-3 (min seed 485), 500 at 5e-3 but a seed collapsing to 215, 369 at
     # 7e-3; 1e-3 (the earlier default) gave 241 in scripts/foundation_acceptance.py.
     "lr": 4e-3,
