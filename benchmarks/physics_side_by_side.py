@@ -287,7 +287,8 @@ def print_table(result: dict) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algo", choices=("ppo", "sac"), default="ppo")
-    p.add_argument("--env", default="playground/CartpoleBalance")
+    p.add_argument("--env", default="playground/CartpoleBalance",
+                   help="a Playground task, playground/TASK (Brax's side takes Playground's published settings)")
     p.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="purejaxpg's preset of the env")
     p.add_argument("--seeds", default="1,8", help="seed counts to measure (default 1,8)")
     p.add_argument("--repeats", type=int, default=1)
@@ -304,6 +305,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if not args.env.startswith("playground/"):
+        raise SystemExit(f"--env {args.env}: a Playground task is needed (playground/TASK): brax.training's side "
+                         "takes its settings from Playground's published ones, which exist for those tasks only")
     if args.child:
         args.side, args.seeds = args.child, args.seeds_child
         with open(args.out, "w") as f:

@@ -90,3 +90,12 @@ def test_the_check_catches_a_wrong_command(capsys):
                  "pip install -e '.[physics]'", "purejaxpg train ppo --num-seeds eight", "purejaxpg lst"):
         with pytest.raises((AssertionError, ValueError, KeyError, SystemExit)):
             check(line, capsys)
+
+
+def test_the_side_by_side_refuses_a_task_without_published_settings(monkeypatch):
+    """Brax's side takes Playground's published settings: any other env is refused with one
+    line before anything runs."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    with pytest.raises(SystemExit, match="a Playground task is needed"):
+        _script("benchmarks/physics_side_by_side.py").main(["--env", "brax/ant", "--smoke"])
+    sys.modules.pop("physics_side_by_side", None)
