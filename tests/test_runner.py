@@ -147,6 +147,28 @@ def test_chunks_match_the_monolithic_program():
     np.testing.assert_allclose(r.final[0], np.asarray(whole["eval_returns"]).mean(-1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("bad", [None, ("small", float("nan")), ("small", -float("inf")), ("big", float("inf")),
+                                 ("half", float("nan"))])
+def test_the_finiteness_check_against_numpy(bad):
+    """``nonfinite`` (checked after every update) against NumPy: small leaves of one dtype
+    are checked as one concatenation, a large leaf alone; integer leaves never count."""
+    from purejaxpg.engine import batch
+
+    rng = np.random.default_rng(0)
+    tree = {"small": [rng.normal(size=(3, 4)).astype(np.float32), np.float32(1e38)],
+            "big": rng.normal(size=batch._CHECKED_TOGETHER + 1).astype(np.float32),
+            "half": rng.normal(size=5).astype(np.float16), "count": np.int32(2**31 - 1)}
+    if bad is not None:
+        name, value = bad
+        leaf = tree[name][0] if name == "small" else tree[name]
+        leaf.reshape(-1)[rng.integers(leaf.size)] = value
+    expected = not all(np.isfinite(x).all() for x in jax.tree.leaves(tree) if np.issubdtype(np.asarray(x).dtype,
+                                                                                              np.floating))
+    assert expected == (bad is not None)
+    assert bool(jax.jit(batch.nonfinite)(tree)) == expected
+    assert bool(jax.jit(jax.vmap(batch.nonfinite))(jax.tree.map(lambda x: np.stack([x, x]), tree)).all()) == expected
+
+
 def test_memory_refusal_before_compiling(tmp_path):
     with pytest.raises(ValueError, match=r"needs about .* per device .* more than the .* allowed; run fewer seeds"):
         runner.sweep("ppo", str(tmp_path / "x"), base=TINY, grid={"lr": [1e-3, 3e-3]}, num_seeds=4,

@@ -30,6 +30,7 @@ import math
 import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -178,8 +179,15 @@ class Batch:
         return self._evaluate_compiled
 
     def compiled(self) -> dict:
-        """The three compiled programs of a run, compiled now where they are not yet."""
-        return {"init": self.init_compiled(), "steps": self.steps(), "evaluate": self.evaluate_compiled()}
+        """The three compiled programs of a run, compiled now where they are not yet: each
+        traced, lowered and compiled in a thread of its own, so that one program's tracing
+        (Python) runs while XLA compiles another (XLA releases the GIL). The programs are the
+        same as compiled one after another; on 2 cores the first compile of PPO took 0.8-1.0 s
+        less (benchmarks/NOTES.md, "Compile time: three programs at once")."""
+        with ThreadPoolExecutor(3, thread_name_prefix="purejaxpg-compile") as pool:
+            futures = {name: pool.submit(f) for name, f in (("steps", self.steps), ("init", self.init_compiled),
+                                                            ("evaluate", self.evaluate_compiled))}
+            return {name: futures[name].result() for name in ("init", "steps", "evaluate")}
 
     def no_nonfinite(self):
         """``first_nonfinite`` of runs that have not started: -1 everywhere."""
@@ -213,12 +221,29 @@ class Batch:
         return jax.tree_util.tree_map(lambda a, x: x if a is None else x[b], self.axes, carry, is_leaf=_is_none)
 
 
+# leaves up to this many elements are checked together (one concatenation per dtype); larger
+# ones (a replay buffer, where a program watches its whole carry) alone, without a copy
+_CHECKED_TOGETHER = 1 << 16
+
+
 def nonfinite(tree):
-    """Whether any floating-point value of ``tree`` is NaN or infinite (a bool scalar)."""
+    """Whether any floating-point value of ``tree`` is NaN or infinite (a bool scalar).
+
+    The small leaves of a dtype are concatenated and checked as one array: one reduction
+    where a reduction per leaf (parameters, both Adam moments, the losses: about 40 in PPO)
+    put about 80 kernels into every update and 0.4-0.8 s into the first compile
+    (benchmarks/NOTES.md, "Compile time: the finiteness check")."""
     leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-    if not leaves:
+    alone, together = [], {}
+    for x in leaves:
+        if jnp.size(x) > _CHECKED_TOGETHER:
+            alone.append(x)
+        else:
+            together.setdefault(jnp.result_type(x), []).append(jnp.ravel(x))
+    arrays = alone + [jnp.concatenate(xs) for xs in together.values()]
+    if not arrays:
         return jnp.zeros((), bool)
-    return ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    return ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in arrays]))
 
 
 def prepare(program: Program, hparams: list, num_seeds: int, seed: int, block: int = 0,
