@@ -182,8 +182,8 @@ class Batch:
         """The three compiled programs of a run, compiled now where they are not yet: each
         traced, lowered and compiled in a thread of its own, so that one program's tracing
         (Python) runs while XLA compiles another (XLA releases the GIL). The programs are the
-        same as compiled one after another; on 2 cores the first compile of PPO took 0.8-1.0 s
-        less (benchmarks/NOTES.md, "Compile time: three programs at once")."""
+        same as compiled one after another; on 2 cores PPO's first compile took about 1 s less
+        (benchmarks/NOTES.md, "Compile time: three programs at once")."""
         with ThreadPoolExecutor(3, thread_name_prefix="purejaxpg-compile") as pool:
             futures = {name: pool.submit(f) for name, f in (("steps", self.steps), ("init", self.init_compiled),
                                                             ("evaluate", self.evaluate_compiled))}
@@ -231,8 +231,8 @@ def nonfinite(tree):
 
     The small leaves of a dtype are concatenated and checked as one array: one reduction
     where a reduction per leaf (parameters, both Adam moments, the losses: about 40 in PPO)
-    put about 80 kernels into every update and 0.4-0.8 s into the first compile
-    (benchmarks/NOTES.md, "Compile time: the finiteness check")."""
+    put about 80 kernels into every update and 0.3-0.7 s into PPO's first compile
+    (benchmarks/NOTES.md, "Compile time: three programs at once")."""
     leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
     alone, together = [], {}
     for x in leaves:
