@@ -31,6 +31,7 @@ needs on this CPU.
     python benchmarks/ppo_throughput.py                                   # 1, 8, 64 seeds, 3 runs each side
     python benchmarks/ppo_throughput.py --seeds 1 --repeats 1 --total-timesteps 20480   # a quick look
     python benchmarks/ppo_throughput.py --smoke                           # does it work here?
+    python benchmarks/ppo_throughput.py --seeds '' --out FILE             # the second-run check alone
 
 Prints a table and writes benchmarks/results/ppo_throughput-<date>.json (or --out): every
 run, the medians, date, machine, load average before and after, versions, git commit.
@@ -112,7 +113,20 @@ def main(argv=None) -> int:
 
     out = out_path(args.out, os.path.join(RESULTS, f"ppo_throughput-{info['date']}.json"), args)
     seed_counts = [int(s) for s in args.seeds.split(",") if s]
-    second_run = None
+    second_run, pair, rows = None, [], []
+
+    def record():  # after every step: a long run interrupted keeps what it measured
+        info["load_average_after"] = load()
+        mine = rows[0]["runs"]["purejaxpg"][0] if rows else pair[0]
+        peer_run = rows[0]["runs"]["PureJaxRL"][0] if rows and peer else None
+        write_json(out, {**info, "complete": len(rows) == len(seed_counts), "setting": setting,
+                         "purejaxrl": os.path.abspath(args.purejaxrl) if peer else None, "repeats": args.repeats,
+                         "versions": {"purejaxpg": mine["versions"],
+                                      **({"PureJaxRL": peer_run["versions"]} if peer_run else {})},
+                         "xla_flags": {"purejaxpg": mine["xla_flags"],
+                                       **({"PureJaxRL": peer_run["xla_flags"]} if peer_run else {})},
+                         "second_run": second_run, "rows": rows})
+
     if args.cache_seeds:
         print(f"second-run check, {args.cache_seeds} seed(s), a fresh cache:", flush=True)
         with tempfile.TemporaryDirectory() as directory:
@@ -122,7 +136,7 @@ def main(argv=None) -> int:
             print(f"  {name}: {summary_line(r)}; programs {r['compile']['programs']}", flush=True)
         second_run = {"seeds": args.cache_seeds, "compile_seconds": [r["compile_seconds"] for r in pair],
                       "compile": [r["compile"] for r in pair]}
-    rows = []
+        record()
     for seeds in seed_counts:
         print(f"{seeds} seed(s):", flush=True)
         sides = {"purejaxpg": ours(seeds), **({"PureJaxRL": theirs(seeds)} if peer else {})}
@@ -136,16 +150,8 @@ def main(argv=None) -> int:
                                                  / row["PureJaxRL"]["env_steps_per_second"])
             row["ratio_compile_seconds"] = row["purejaxpg"]["compile_seconds"] / row["PureJaxRL"]["compile_seconds"]
         rows.append(row)
-        info["load_average_after"] = load()
-        first = rows[0]["runs"]
-        result = {**info, "complete": len(rows) == len(seed_counts), "setting": setting,
-                  "purejaxrl": os.path.abspath(args.purejaxrl) if peer else None, "repeats": args.repeats,
-                  "versions": {"purejaxpg": first["purejaxpg"][0]["versions"],
-                               **({"PureJaxRL": first["PureJaxRL"][0]["versions"]} if peer else {})},
-                  "xla_flags": {"purejaxpg": first["purejaxpg"][0]["xla_flags"],
-                                **({"PureJaxRL": first["PureJaxRL"][0]["xla_flags"]} if peer else {})},
-                  "second_run": second_run, "rows": rows}
-        write_json(out, result)  # after every seed count: a long run interrupted keeps what it measured
+        record()
+    info.setdefault("load_average_after", load())
 
     print(f"\nPPO CartPole-v1, 4 envs x 128 steps, 4 x 4 minibatches, {setting['total_timesteps']:,} env steps per "
           f"seed; medians of {args.repeats} alternating runs per side")
