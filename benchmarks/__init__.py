@@ -48,19 +48,27 @@ def git_commit() -> str:
 
 
 def machine() -> dict:
-    """CPU model, logical cores, memory, OS: what a reader needs to place the figures."""
-    cpu = platform.processor() or platform.machine()
+    """CPU model (with its family/model numbers and widest vector instructions, as the VM's
+    model name may be generic), logical cores, memory, OS: what a reader needs to place the
+    figures."""
+    cpu, info = platform.processor() or platform.machine(), {}
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = info.get("model name", cpu)
+    flags = set(info.get("flags", "").split())
+    vector = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else None
     try:
         mem_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     except (ValueError, OSError, AttributeError):
         mem_gib = None
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "memory_gib": None if mem_gib is None else round(mem_gib, 1),
+    return {"cpu": cpu, "cpu_family_model": f"{info['cpu family']}/{info['model']}" if "cpu family" in info else None,
+            "vector": vector, "logical_cpus": os.cpu_count(),
+            "memory_gib": None if mem_gib is None else round(mem_gib, 1),
             "platform": platform.platform(), "python": platform.python_version()}
 
 
