@@ -60,14 +60,14 @@ def machine() -> dict:
     except OSError:
         pass
     cpu = info.get("model name", cpu)
-    flags = set(info.get("flags", "").split())
-    vector = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else None
+    from purejaxpg.engine import host
+
     try:
         mem_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     except (ValueError, OSError, AttributeError):
         mem_gib = None
     return {"cpu": cpu, "cpu_family_model": f"{info['cpu family']}/{info['model']}" if "cpu family" in info else None,
-            "vector": vector, "logical_cpus": os.cpu_count(),
+            "vector": host.vector_isa() or None, "logical_cpus": os.cpu_count(),
             "memory_gib": None if mem_gib is None else round(mem_gib, 1),
             "platform": platform.platform(), "python": platform.python_version()}
 

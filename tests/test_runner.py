@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from docs_runner import FAST_COMPILE
 
-from purejaxpg.engine import plan, runner
+from purejaxpg.engine import host, plan, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "total_timesteps": 512, "hidden": (16,),
@@ -234,19 +234,6 @@ _RECORDED_CASES = {  # the settings of tests/data/onpolicy_before_06d8a44.json (
 }
 
 
-def host_isa() -> str:
-    """The widest vector instructions this host's XLA:CPU and YNNPACK compile for: "avx512",
-    "avx2" or "" (unknown). Their floats differ between the two in the last bits (different
-    kernels, different summation orders), so results pinned bit for bit are pinned per
-    instruction set."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return ""
-    return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
-
-
 def _recorded():
     """(the results of the code at 06d8a44, or None; the expected results on this host's
     instruction set). 06d8a44 ran on an AVX-512 CPU only.
@@ -265,7 +252,7 @@ def _recorded():
     if jax.default_backend() != "cpu" or jax.__version__ != "0.10.2":
         pytest.skip("recorded with jax 0.10.2 on CPU; other builds round differently")
     data = os.path.join(ROOT, "tests", "data")
-    isa = host_isa()
+    isa = host.vector_isa()
     if isa not in ("avx512", "avx2"):
         pytest.skip("recorded on AVX-512 and AVX2 CPUs only; other instruction sets round differently")
     old = json.load(open(os.path.join(data, "onpolicy_before_06d8a44.json")))

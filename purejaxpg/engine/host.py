@@ -36,6 +36,19 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def vector_isa() -> str:
+    """The widest x86 vector instructions of this CPU, which XLA:CPU and YNNPACK compile for:
+    "avx512", "avx2", or "" (another CPU, or no /proc/cpuinfo). The same program's floats
+    differ between an AVX-512 and an AVX2 host in the last bits, so summary.json records it
+    and tests pin bit-exact results per instruction set (docs/development.md)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return ""
+    return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
+
+
 def straight_threefry() -> bool:
     """Lower JAX's Threefry-2x32 hash (every ``jax.random`` draw, split and fold-in) for the
     CPU as straight-line code, as JAX does for GPUs, instead of its CPU default: a loop over

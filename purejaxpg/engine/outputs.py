@@ -36,8 +36,10 @@ PACKAGES = ("purejaxpg", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "g
 
 
 def versions() -> dict:
-    """Package versions, the device and the machine."""
+    """Package versions, the device and the machine (with its vector instructions)."""
     import jax
+
+    from purejaxpg.engine import host
 
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
@@ -48,6 +50,7 @@ def versions() -> dict:
     dev = jax.devices()[0]
     out["device"] = f"{dev.platform}:{getattr(dev, 'device_kind', '')} x{jax.device_count()}"
     out["machine"] = f"{platform.machine()} {os.cpu_count()} cpus"
+    out["vector"] = host.vector_isa() or None
     return out
 
 

@@ -1,5 +1,5 @@
 """Record the on-policy results that tests/test_runner.py pins bit for bit, for this host's
-instruction set (``test_runner.host_isa``): writes tests/data/onpolicy_<isa>.json.
+instruction set (``purejaxpg.engine.host.vector_isa``): writes tests/data/onpolicy_<isa>.json.
 
     python tests/data/record_onpolicy.py
 
@@ -20,13 +20,13 @@ import conftest  # noqa: F401  (the test session's environment and JAX settings)
 import numpy as np
 import test_runner as t
 
-from purejaxpg.engine import runner
+from purejaxpg.engine import host, runner
 
 from reference import train_seeds
 
 
 def main() -> int:
-    isa = t.host_isa()
+    isa = host.vector_isa()
     if not isa:
         print("unknown instruction set (no /proc/cpuinfo, or neither AVX-512 nor AVX2)", file=sys.stderr)
         return 2
