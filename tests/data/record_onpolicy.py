@@ -7,8 +7,8 @@ XLA:CPU and YNNPACK compile for the host's vector instructions, and AVX-512 and 
 round differently in the last bits, so each instruction set has its own expected values.
 For an instruction set that has no file yet: record one with code whose results are trusted,
 add it to ``test_runner._recorded``, and name the commit and the machine in the commit
-message. Runs in the test session's settings (tests/conftest.py: one
-host device, the CPU flags). About two minutes on 2 cores."""
+message. Runs in the test session's settings (tests/conftest.py: one host device, the CPU
+flags). About a minute on 2 cores."""
 import json
 import os
 import sys
