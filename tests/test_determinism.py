@@ -1,7 +1,8 @@
 """The pieces that make results independent of the device count: the Philox hash in
 uint32 arithmetic, the clipped Adam written without divisions by broadcast scalars, and the
 blocked vmap (the device-count test itself is in test_runner.py); and the test that shows why
-the clipped Adam exists (optax's Adam gives different bits on 1 and 4 devices)."""
+the clipped Adam exists (optax's Adam gives different bits on 1 and 4 devices); and the
+batch shuffle, which must give JAX's permutation exactly."""
 import json
 import math
 import os
@@ -66,6 +67,33 @@ def test_prng_impl_draws():
         assert b.dtype == dtype and b.shape == (5, 3)
     a = jax.random.uniform(jax.random.fold_in(key, 7), (4,))
     np.testing.assert_array_equal(a, jax.random.uniform(jax.random.fold_in(key, 7), (4,)))  # a function of the key
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 100, 128, 512, 513, 1700, 4096, 65536, 65537])
+def test_permutation_is_jaxs(n):
+    """The same integers as jax.random.permutation: one round of draws (n <= ~1600), two
+    (1700 and up), the largest size the radix passes take (2**16) and JAX's own above it;
+    with JAX's default keys and core/prng.py's, vmapped over keys as the programs use it."""
+    for keys in (jax.random.split(jax.random.PRNGKey(n), 12),
+                 jax.random.split(jax.random.key(n, impl=prng.impl()), 12)):
+        ours = jax.jit(jax.vmap(lambda k: prng.permutation(k, n)))(keys)
+        theirs = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
+        assert ours.dtype == theirs.dtype and ours.shape == (12, n)
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("n,top", [(5, 2), (512, 50), (512, 2**32), (4096, 300), (65536, 2**32)])
+def test_stable_argsort_u32_is_numpys(n, top):
+    """Keys with many ties, ties only in the high bits (the second pass's digit), and random
+    keys: the order of NumPy's stable argsort, ties broken by position."""
+    rng = np.random.default_rng(n + top)
+    k = rng.integers(0, top, size=n, dtype=np.uint64).astype(np.uint32)
+    if top == 50:
+        k = (k << np.uint32(25)) | np.uint32(7)  # equal low digits
+    bits = max(1, (n - 1).bit_length())
+    got = jax.jit(prng.stable_argsort_u32, static_argnums=1)(jnp.asarray(k), bits)
+    assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(got, np.argsort(k, kind="stable"))
 
 
 def test_clipped_adam_matches_optax():

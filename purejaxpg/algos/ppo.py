@@ -28,6 +28,7 @@ from flax import struct
 
 from purejaxpg.algos.presets import PRESETS
 from purejaxpg.core import advantages as adv
+from purejaxpg.core import prng
 from purejaxpg.core.losses import adapt_kl_beta, explained_variance, ppo_clip_loss, ppo_kl_loss, value_loss
 from purejaxpg.core.normalize import RunningMeanStd
 from purejaxpg.engine import onpolicy
@@ -121,7 +122,7 @@ def update(ctx, state, traj, hp, key):
         return state, {**aux, "loss": loss}
 
     def epoch(state, k):
-        perm = jax.random.permutation(k, config.batch_size)
+        perm = prng.permutation(k, config.batch_size)
         batches = jax.tree.map(
             lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), flat)
         return jax.lax.scan(minibatch_step, state, batches)

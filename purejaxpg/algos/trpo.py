@@ -32,7 +32,7 @@ from jax.flatten_util import ravel_pytree
 
 from purejaxpg.algos.presets import PRESETS
 from purejaxpg.core import advantages as adv
-from purejaxpg.core import natural
+from purejaxpg.core import natural, prng
 from purejaxpg.core.losses import explained_variance, value_loss
 from purejaxpg.engine import onpolicy
 from purejaxpg.engine.program import Algorithm
@@ -134,7 +134,7 @@ def update(ctx, state, traj, hp, key):
         return state, vl
 
     def epoch(state, k):
-        perm = jax.random.permutation(k, config.batch_size)
+        perm = prng.permutation(k, config.batch_size)
         batches = jax.tree.map(lambda x: x[perm].reshape((config.critic_minibatches, -1) + x.shape[1:]),
                                (obs, targets))
         return jax.lax.scan(minibatch_step, state, batches)

@@ -15,13 +15,18 @@ issue 14 set as the bar for keeping this module.
 Keys are ``uint32[2]``. ``split`` and ``fold_in`` hash the parent key with counters in
 separate domains (third word 1 and 2); ``random_bits`` hashes counters ``(i, 0, 0, 0)``,
 four words per counter.
+
+``permutation`` is ``jax.random.permutation(key, n)``'s permutation computed with cheaper
+sorts (PPO and TRPO shuffle their batch with it every epoch); it works with any key.
 """
 from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 M0, M1 = np.uint32(0xD2511F53), np.uint32(0xCD9E8D57)  # round multipliers
 W0, W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # key schedule increments
@@ -103,3 +108,38 @@ def impl():
         _IMPL = define_prng_impl(key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits,
                                  fold_in=_fold_in, name="purejaxpg_philox4x32", tag="pjp")
     return _IMPL
+
+
+def stable_argsort_u32(k, bits: int):
+    """``np.argsort(k, kind="stable")`` of ``uint32[n]`` keys, ``n <= 2**bits``, ``2 * bits <= 32``,
+    as int32 indices. Two passes of a least-significant-digit radix sort, each one sort of a
+    single uint32 operand that packs a digit with a position: first the low ``32 - bits`` bits
+    of each key with its index, then the high ``bits`` bits with its place after the first
+    pass. XLA:CPU sorts a single operand of a primitive type with ``std::stable_sort`` and a
+    plain ``<``; a key-value sort (``lax.sort_key_val``) goes through a compiled comparator
+    and per-element copies of both operands, several times slower (benchmarks/NOTES.md, "The
+    shuffle's sort")."""
+    n = k.shape[-1]
+    assert k.dtype == jnp.uint32 and k.ndim == 1 and n <= 1 << bits and 2 * bits <= 32, (k.shape, k.dtype, bits)
+    low_mask = np.uint32((1 << bits) - 1)
+    place = jnp.arange(n, dtype=jnp.uint32)
+    first = lax.sort((k << np.uint32(bits)) | place) & low_mask  # by the low digit, ties by index
+    second = lax.sort(((k[first] >> np.uint32(32 - bits)) << np.uint32(bits)) | place) & low_mask
+    return first[second].astype(jnp.int32)
+
+
+def permutation(key, n: int):
+    """``jax.random.permutation(key, n)``, the same integers for the same key (tests/test_determinism.py
+    checks it against JAX's for many keys and sizes). JAX draws 32-bit keys (one round of
+    draws for n up to about 1600, more above) and sorts ``arange(n)`` by each round's keys with
+    a stable key-value sort; here each round's stable order comes from ``stable_argsort_u32``
+    instead. Falls back to JAX's own above 2**16 elements (three radix passes would be needed)."""
+    bits = max(1, (n - 1).bit_length())
+    if 2 * bits > 32:
+        return jax.random.permutation(key, n)
+    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
+    x = jnp.arange(n)
+    for _ in range(rounds):
+        key, sub = jax.random.split(key)
+        x = x[stable_argsort_u32(jax.random.bits(sub, (n,), jnp.uint32), bits)]
+    return x
