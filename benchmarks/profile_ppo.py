@@ -3,14 +3,19 @@
 1. Component costs: one update's rollout (128 steps x 4 envs, policy sampling and env step,
    values in one batched call after the scan) and its learning phase (GAE, 4 epochs x 4
    minibatches of Adam steps), each compiled alone for S seeds and timed over many calls.
-2. XLA CPU threading: the whole run (``runner.train``, benchmarks/sides/ours.py) with
+2. Kernels: the same two programs under ``jax.profiler``, each XLA:CPU kernel's own time
+   (its children's taken out) per call, the longest ``--top`` with their shapes and the JAX
+   operation they came from (the optimised HLO's metadata). The profiler adds a few
+   microseconds per kernel, so the small ones read long, and it drops some events, so the
+   runs per call can read low; compare kernels with each other, not totals with part 1.
+3. XLA CPU threading: the whole run (``runner.train``, benchmarks/sides/ours.py) with
    ``benchmarks.setup()``'s ``--xla_cpu_multi_thread_eigen=false`` against XLA's default
    intra-op thread pool, in fresh subprocesses, alternating (``--repeats`` each, medians).
 
     python benchmarks/profile_ppo.py --seeds 8
     python benchmarks/profile_ppo.py --seeds 2 --total-timesteps 20480 --repeats 1   # a quick look
 
-Prints a table and writes benchmarks/results/profile_ppo-<platform>-<date>.json.
+Prints tables and writes benchmarks/results/profile_ppo-<platform>-<date>.json.
 """
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ def _timeit(fn, *args, n=50):
     return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
-def components(seeds: int, total_timesteps: int) -> dict:
+def programs(seeds: int, total_timesteps: int):
+    """One update's rollout and learning phase, each ``jit(vmap(...))`` over ``seeds``, with
+    their arguments: ``(collect, (states, keys)), (learn, (states, traj, keys)), config``."""
     import jax
 
     from purejaxpg.algos import get_algo, ppo
@@ -75,13 +82,70 @@ def components(seeds: int, total_timesteps: int) -> dict:
     collect_v = jax.jit(jax.vmap(collect))
     learn_v = jax.jit(jax.vmap(learn))
     _, traj = collect_v(states, keys)
-    t_collect = _timeit(collect_v, states, keys)
-    t_learn = _timeit(learn_v, states, traj, keys)
+    return (collect_v, (states, keys)), (learn_v, (states, traj, keys)), config
+
+
+def components(seeds: int, total_timesteps: int) -> dict:
+    (collect_v, c_args), (learn_v, l_args), config = programs(seeds, total_timesteps)
+    t_collect = _timeit(collect_v, *c_args)
+    t_learn = _timeit(learn_v, *l_args)
     total = t_collect[0] + t_learn[0]
     return {"seeds": seeds, "collect_ms": 1e3 * t_collect[0], "collect_cpu_ms": 1e3 * t_collect[1],
             "learn_ms": 1e3 * t_learn[0], "learn_cpu_ms": 1e3 * t_learn[1],
             "collect_fraction": t_collect[0] / total,
             "env_steps_per_second_implied": seeds * config.batch_size / total}
+
+
+def own_times(xplane: str) -> dict:
+    """Per XLA:CPU kernel (event name on the XLA worker threads of a ``jax.profiler`` trace),
+    its time less its children's, summed over the trace, in ns; and the call counts."""
+    from jax.profiler import ProfileData
+
+    own, count = {}, {}
+    for plane in ProfileData.from_file(xplane).planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLA"):
+                continue
+            stack = []  # [end, name] of the enclosing events
+            for start, dur, name in sorted(((e.start_ns, e.duration_ns, e.name) for e in line.events),
+                                           key=lambda e: (e[0], -e[1])):
+                while stack and stack[-1][0] <= start:
+                    stack.pop()
+                if stack:
+                    own[stack[-1][1]] -= dur
+                own[name] = own.get(name, 0) + dur
+                count[name] = count.get(name, 0) + 1
+                stack.append((start + dur, name))
+    return {"own_ns": own, "count": count}
+
+
+def kernels(seeds: int, total_timesteps: int, top: int, calls: int = 20) -> dict:
+    """The longest kernels of the rollout and the learning phase (see the module docstring),
+    from ``calls`` calls of each under the profiler."""
+    import glob
+    import re
+    import tempfile
+
+    import jax
+
+    out = {}
+    for name, (fn, args) in zip(("rollout", "learning"), programs(seeds, total_timesteps)[:2]):
+        hlo = fn.lower(*args).compile().as_text()
+        jax.block_until_ready(fn(*args))
+        with tempfile.TemporaryDirectory() as d:
+            jax.profiler.start_trace(d)
+            for _ in range(calls):
+                res = fn(*args)
+            jax.block_until_ready(res)
+            jax.profiler.stop_trace()
+            t = own_times(glob.glob(os.path.join(d, "**", "*.xplane.pb"), recursive=True)[0])
+        rows = []
+        for op, ns in sorted(t["own_ns"].items(), key=lambda kv: -kv[1])[:top]:
+            m = re.search(r"%" + re.escape(op) + r" = (\S+) .*?op_name=\"([^\"]+)\"", hlo)
+            rows.append({"kernel": op, "us_per_call": ns / calls / 1e3, "runs_per_call": t["count"][op] / calls,
+                         "shape": m.group(1) if m else "", "op_name": m.group(2) if m else ""})
+        out[name] = {"total_us_per_call": sum(t["own_ns"].values()) / calls / 1e3, "top": rows}
+    return out
 
 
 def threading(seeds: int, total_timesteps: int, repeats: int) -> dict:
@@ -106,26 +170,37 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--total-timesteps", type=int, default=SETTINGS["ppo"]["total_timesteps"],
-                   help="env steps per seed of the whole runs (part 2)")
-    p.add_argument("--repeats", type=int, default=3, help="whole runs of each threading setting (part 2)")
+                   help="env steps per seed of the whole runs (part 3)")
+    p.add_argument("--repeats", type=int, default=3, help="whole runs of each threading setting (part 3)")
+    p.add_argument("--top", type=int, default=15, help="kernels listed per program (part 2)")
     p.add_argument("--out", default=None, help="default benchmarks/results/profile_ppo-<platform>-<date>.json")
     args = p.parse_args(argv)
     setup()
     import jax
 
+    from purejaxpg.engine import host
+
+    host.straight_threefry()  # as the runner lowers its programs
+
     from purejaxpg.engine.outputs import versions
 
     before = load()
     comp = components(args.seeds, args.total_timesteps)
+    kern = kernels(args.seeds, args.total_timesteps, args.top)
     thr = threading(args.seeds, args.total_timesteps, args.repeats)
     res = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": git_commit(), "machine": machine(),
-           "components": comp, "threading": thr, "load_average_before": before, "load_average_after": load(),
+           "components": comp, "kernels": kern, "threading": thr, "load_average_before": before, "load_average_after": load(),
            "versions": versions()}
     path = args.out or os.path.join(RESULTS, f"profile_ppo-{jax.devices()[0].platform}-{res['date']}.json")
     write_json(path, res)
     print(f"{args.seeds} seeds, one update: rollout {comp['collect_ms']:.2f} ms (cpu {comp['collect_cpu_ms']:.2f}), "
           f"learning {comp['learn_ms']:.2f} ms (cpu {comp['learn_cpu_ms']:.2f}); rollout share "
           f"{comp['collect_fraction']:.0%}; implied {comp['env_steps_per_second_implied']:,.0f} env steps/s")
+    for name, k in kern.items():
+        print(f"{name}: kernels' own time {k['total_us_per_call']:,.0f} us per call (under the profiler); longest:")
+        for r in k["top"]:
+            print(f"  {r['us_per_call']:9.1f} us  x{r['runs_per_call']:<6g} {r['kernel']:26s} {r['shape']:24s} "
+                  f"{r['op_name'][-60:]}")
     for name, r in thr.items():
         print(f"{name}: {r['env_steps_per_second']:,.0f} env steps/s, compile {r['compile_seconds']:.1f} s "
               f"(median of {len(r['runs'])})")
