@@ -33,6 +33,8 @@ import logging
 import os
 import re
 import shutil
+import sys
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -78,6 +80,43 @@ def _quiet():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _late_read_callback(unraisable) -> bool:
+    """Whether an unraisable exception is a TensorStore read finishing after Orbax closed its
+    event loop: ``RuntimeError('Event loop is closed')`` from ``call_soon_threadsafe``, with
+    no object."""
+    if unraisable.object is not None or not isinstance(unraisable.exc_value, RuntimeError):
+        return False
+    frames = traceback.extract_tb(unraisable.exc_traceback)
+    return str(unraisable.exc_value) == "Event loop is closed" and bool(frames) and \
+        frames[0].name == "call_soon_threadsafe"
+
+
+_dropping_late_reads = False
+
+
+def _drop_late_read_callbacks() -> None:
+    """Once per process, put a filter in front of ``sys.unraisablehook`` that drops the
+    exceptions ``_late_read_callback`` describes and passes every other one on.
+
+    When a restore fails on a damaged file, Orbax (0.12's ``run_sync``) closes its event loop
+    while TensorStore still reads the step's other files; each of those reads then finds the
+    loop closed when it completes, and Python printed a traceback for every one (dozens per
+    damaged step, at any moment after the runner had reported the failure in one line). The
+    reads' results are not wanted. tests/test_nothing_lost.py
+    (test_a_step_without_its_manifest_is_checked_by_orbax) shows it."""
+    global _dropping_late_reads
+    if _dropping_late_reads:
+        return
+    _dropping_late_reads = True
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not _late_read_callback(unraisable):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:
@@ -129,6 +168,7 @@ class CheckpointStore:
     def __init__(self, directory: str, max_to_keep: int = 2):
         import orbax.checkpoint as ocp  # imported lazily: only runs with an output directory need it
 
+        _drop_late_read_callbacks()
         self._ocp = ocp
         self.directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False,
