@@ -74,3 +74,43 @@ def test_action_rescaling_to_box_bounds():
     assert not venv.action_spec.discrete and venv.action_spec.num_actions == 1
     np.testing.assert_allclose(venv._env_action(jnp.array([[-1.0], [0.5], [9.0]])).reshape(-1), [-2.0, 1.0, 2.0])
 
+
+
+_PLAIN_IMPORT = """
+import sys
+import gymnax
+print(" ".join(n for n in ("seaborn", "matplotlib.pyplot") if n in sys.modules))
+"""
+
+_THROUGH_PUREJAXPG = """
+import sys, types
+from purejaxpg.envs import env_names, make_env
+env_names(), make_env("CartPole-v1"), make_env("Tabular-Random")
+print(" ".join(n for n in ("seaborn", "matplotlib.pyplot", "pandas") if n in sys.modules))
+from gymnax.environments.misc import pong
+assert type(pong.sns).__name__ == "_ImportedOnFirstUse", type(pong.sns)
+assert len(pong.sns.color_palette("cubehelix", 3)) == 3  # gymnax's renderer's call: loads seaborn
+import seaborn
+import matplotlib.pyplot as plt
+assert type(seaborn) is types.ModuleType and type(plt) is types.ModuleType and pong.plt.figure is plt.figure
+print("ok")
+"""
+
+
+def test_gymnax_is_imported_without_its_plotting_modules():
+    """Plain ``import gymnax`` imports seaborn and matplotlib.pyplot (the reason for
+    ``envs.gymnax.import_gymnax``: 1.2-1.6 s of a process's start); through purejaxpg it
+    imports neither, and they load when gymnax's renderers or anyone else use them."""
+    import subprocess
+    import sys
+
+    from children import child_env
+
+    def run(code):
+        proc = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.splitlines()
+
+    assert run(_PLAIN_IMPORT) == ["seaborn matplotlib.pyplot"]
+    assert run(_THROUGH_PUREJAXPG) == ["", "ok"]

@@ -19,6 +19,9 @@ Observation normalisation lives in the train state (``purejaxpg.core.normalize``
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
+import types
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +30,39 @@ import numpy as np
 from flax import struct
 
 from purejaxpg.envs.suites import SUITES, suite_of
+
+# gymnax 1.0 imports these when it is imported, for renderers purejaxpg never calls
+_PLOTTING = ("seaborn", "matplotlib.pyplot")
+
+
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in for the module ``name`` in gymnax's namespace: the first attribute read
+    imports the real module (``importlib.import_module``) and reads it there."""
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def import_gymnax():
+    """``import gymnax``, without importing ``_PLOTTING`` with it.
+
+    While gymnax is imported, each of those not imported yet is a ``_ImportedOnFirstUse``
+    in ``sys.modules``; afterwards they are taken out, so that gymnax's modules hold the
+    stand-ins and everything else imports the real modules as before. They took 1.2-1.6 s
+    of every process that makes an environment, more than the rest of gymnax (``python -X
+    importtime``, 2 cores). tests/test_envs.py
+    (test_gymnax_is_imported_without_its_plotting_modules) shows both."""
+    if "gymnax" in sys.modules:
+        return sys.modules["gymnax"]
+    placed = [name for name in _PLOTTING if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = _ImportedOnFirstUse(name)
+    try:
+        return importlib.import_module("gymnax")
+    finally:
+        for name in placed:
+            if isinstance(sys.modules.get(name), _ImportedOnFirstUse):
+                del sys.modules[name]
 
 # MNISTBandit needs a data download; everything else in gymnax works offline.
 _UNAVAILABLE = {"MNISTBandit-bsuite": "needs a dataset download"}
@@ -59,8 +95,7 @@ def _import_registering_modules() -> None:
 
 def env_names() -> list[str]:
     """Names accepted by ``make_env``."""
-    import gymnax
-
+    gymnax = import_gymnax()
     _import_registering_modules()
     return [n for n in gymnax.registered_envs if n not in _UNAVAILABLE] + sorted(_REGISTRY)
 
@@ -94,9 +129,7 @@ def _user_env(name: str):
     """``module:attribute`` -> factory(**kwargs) -> (env, params). The attribute is a gymnax
     ``Environment`` subclass (constructed with the keyword arguments that are not fields of
     its params), an instance, or a factory returning ``(env, params)``."""
-    import importlib
-
-    from gymnax.environments.environment import Environment
+    Environment = import_gymnax().environments.environment.Environment
 
     module, _, attr = name.partition(":")
     try:
@@ -125,8 +158,7 @@ def make_env(name: str, **kwargs: Any):
     Keyword arguments that name a field of the environment's ``EnvParams`` (for example
     ``max_steps_in_episode``) replace that parameter; the rest go to the constructor.
     """
-    import gymnax
-
+    gymnax = import_gymnax()
     check_env_name(name)
     if suite_of(name) is not None:
         return _suite_env(name, **kwargs)

@@ -34,6 +34,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from purejaxpg.envs.gymnax import import_gymnax
+
+import_gymnax()  # first: gymnax without its plotting modules
 from gymnax.environments import environment, spaces
 
 RESETS = ("random", "first")

@@ -26,9 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import environment, spaces
 
-from purejaxpg.envs.gymnax import register_env
+from purejaxpg.envs.gymnax import import_gymnax, register_env
+
+import_gymnax()  # first: gymnax without its plotting modules
+from gymnax.environments import environment, spaces
 
 # ---------------------------------------------------------------------------------------
 # The MDP
