@@ -75,7 +75,6 @@ def test_action_rescaling_to_box_bounds():
     np.testing.assert_allclose(venv._env_action(jnp.array([[-1.0], [0.5], [9.0]])).reshape(-1), [-2.0, 1.0, 2.0])
 
 
-
 _PLAIN_IMPORT = """
 import sys
 import gymnax

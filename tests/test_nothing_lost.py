@@ -246,8 +246,9 @@ def test_a_step_without_its_manifest_is_checked_by_orbax(tmp_path, capsys, tiny_
                           text=True, timeout=600)
     assert proc.stdout.split() == ["2"] * 5, (proc.stdout, proc.stderr)
     lines = proc.stderr.splitlines(keepends=True)
-    assert len(lines) == 5 and len(set(lines)) == 1, proc.stderr
-    _one_line_error(lines[0], "no readable checkpoint", "manifest.ocdbt")
+    assert len(lines) == 5, proc.stderr
+    for line in lines:  # which of a step's arrays fails first varies
+        _one_line_error(line, "no readable checkpoint", "manifest.ocdbt")
 
 
 _EVAL_FIVE_TIMES = """

@@ -64,6 +64,7 @@ def import_gymnax():
             if isinstance(sys.modules.get(name), _ImportedOnFirstUse):
                 del sys.modules[name]
 
+
 # MNISTBandit needs a data download; everything else in gymnax works offline.
 _UNAVAILABLE = {"MNISTBandit-bsuite": "needs a dataset download"}
 
