@@ -98,7 +98,7 @@ print("ok")
 
 def test_gymnax_is_imported_without_its_plotting_modules():
     """Plain ``import gymnax`` imports seaborn and matplotlib.pyplot (the reason for
-    ``envs.gymnax.import_gymnax``: 1.2-1.6 s of a process's start); through purejaxpg it
+    ``envs.gymnax.import_gymnax``: 1.3-1.4 s of a process's start); through purejaxpg it
     imports neither, and they load when gymnax's renderers or anyone else use them."""
     import subprocess
     import sys

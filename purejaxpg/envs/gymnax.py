@@ -48,9 +48,9 @@ def import_gymnax():
 
     While gymnax is imported, each of those not imported yet is a ``_ImportedOnFirstUse``
     in ``sys.modules``; afterwards they are taken out, so that gymnax's modules hold the
-    stand-ins and everything else imports the real modules as before. They took 1.2-1.6 s
-    of every process that makes an environment, more than the rest of gymnax (``python -X
-    importtime``, 2 cores). tests/test_envs.py
+    stand-ins and everything else imports the real modules as before. Importing them took
+    1.3-1.4 s of every process that makes an environment, more than the rest of gymnax
+    (benchmarks/NOTES.md, "Start-up: gymnax's plotting imports"). tests/test_envs.py
     (test_gymnax_is_imported_without_its_plotting_modules) shows both."""
     if "gymnax" in sys.modules:
         return sys.modules["gymnax"]
