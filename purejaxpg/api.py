@@ -77,7 +77,9 @@ class Run:
         return fig
 
     def save(self, out: str) -> str:
-        """Write the run's files (config.json, metrics.npz, summary.json, learning_curve.png)."""
+        """Write the run's result files (config.json, metrics.npz, summary.json,
+        learning_curve.png): what ``purejaxpg compare`` reads. ``load`` and ``purejaxpg eval``
+        also need the run's plan and checkpoint, which ``train(..., out=DIR)`` writes."""
         from purejaxpg.engine import outputs
 
         plan = Plan(self.algo, {}, ({},), len(self.final_return))
@@ -112,6 +114,9 @@ def _env_name(env) -> Optional[str]:
     ``Environment`` instance is registered for this process under a generated name."""
     if env is None or isinstance(env, str):
         return env
+    if not all(hasattr(env, a) for a in ("reset", "step", "default_params")):
+        raise ValueError(f"env must be a name (`purejaxpg list`), 'module:attribute' or a gymnax Environment, got "
+                         f"{type(env).__name__} {env!r}")
     from purejaxpg.envs import register_env
 
     name = f"{type(env).__name__}@{id(env):x}"

@@ -2,11 +2,11 @@
 
     purejaxpg train ALGO [--SETTING VALUE ...] [--num-seeds N] [--out DIR] [--overwrite] [--chunks K] [...]
     purejaxpg train --resume DIR
-    purejaxpg sweep ALGO [--grid NAME=V1,V2,...]... [--range NAME=LO:HI[:log] ... --samples K] [...]
+    purejaxpg sweep ALGO [--grid NAME=V1,V2,...]... [--range NAME=LO:HI[:log|lin] ... --samples K] [...]
     purejaxpg sweep --resume DIR
     purejaxpg sweep ALGO --grid ... --halving eta=3[,rungs=R]
-    purejaxpg pbt ALGO --population P --range NAME=LO:HI[:log] ... [--ready-every U] [--exploit truncation:Q]
-                  [--explore perturb:F1,F2|resample:P|none] [...]
+    purejaxpg pbt ALGO --population P --range NAME=LO:HI[:log|lin] ... [--ready-every U]
+                  [--exploit truncation:Q] [--explore perturb:F1,F2|resample:P|none] [...]
     purejaxpg pbt --resume DIR
     purejaxpg eval DIR [--episodes N] [--greedy true|false] [--gif PATH [--gif-run C,S]]
     purejaxpg compare DIR... [--labels A,B,...] [--out DIR]
@@ -65,6 +65,9 @@ def _run_parser(command: str, algo):
         "Population-based training of ALGO: every member in one compiled program; exploit and explore happen "
         "inside it every --ready-every updates (docs/pbt-and-halving.md)." if command == "pbt" else
         "Sweep ALGO's settings: every configuration x seed in one compiled program per static config."))
+    if algo is None:
+        p.epilog = (f"The settings of an algorithm: purejaxpg {command} ALGO --help. Continue a stopped run: "
+                    f"purejaxpg {command} --resume DIR.")
     p.add_argument("algo", help="algorithm (see `purejaxpg list`)")
     run = p.add_argument_group("the run")
     if command != "pbt":
@@ -108,7 +111,7 @@ def _run_parser(command: str, algo):
     if command == "sweep":
         run.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                          help="values of a setting (repeatable; the product is swept); widths as 64x64")
-        run.add_argument("--range", action="append", default=[], dest="ranges", metavar="NAME=LO:HI[:log]",
+        run.add_argument("--range", action="append", default=[], dest="ranges", metavar="NAME=LO:HI[:log|lin]",
                          help="random search range (repeatable; with --samples)")
         run.add_argument("--samples", type=_typed(int, "samples"), default=0,
                          help="random configurations drawn from the ranges")
@@ -121,7 +124,7 @@ def _run_parser(command: str, algo):
 
         run.add_argument("--population", type=_typed(int, "population"), default=8,
                          help="members, each its own seed and hyperparameters (default 8)")
-        run.add_argument("--range", action="append", default=[], dest="ranges", metavar="NAME=LO:HI[:log]",
+        run.add_argument("--range", action="append", default=[], dest="ranges", metavar="NAME=LO:HI[:log|lin]",
                          help="a traced hyperparameter to draw and explore within LO..HI (repeatable)")
         run.add_argument("--ready-every", type=_typed(int, "ready_every"), default=0, metavar="U",
                          help="updates between exploit/explore steps (default 0: about 20 per run)")
@@ -138,8 +141,8 @@ def _run_parser(command: str, algo):
 def _resume_parser(command: str):
     p = _Parser(prog=f"purejaxpg {command}", description="Continue a run from its newest readable checkpoint.")
     p.add_argument("--resume", required=True, metavar="DIR")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="end with one JSON line (for scripts) instead of a summary")
     p.add_argument("--stop-on-nan", action="store_true",
                    help="stop at the next chunk boundary once a run has diverged")
     p.add_argument("--compile-cache", default=None, metavar="DIR|off", help="as for a new run")
@@ -162,9 +165,12 @@ def cmd_run(command: str, argv) -> int:
 
         return report.finished(runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan), args.resume,
                        args.json)
+    if not argv or argv[0].startswith("-") and not {"-h", "--help"} & set(argv):
+        raise ValueError(f"give the algorithm first: purejaxpg {command} ALGO [options] (`purejaxpg list`: the "
+                         f"algorithms), or purejaxpg {command} --resume DIR")
     algo = _algo(argv)
-    name = argv[0]  # as given: a registered name or module:attribute (algo.name is its display name)
     args = _run_parser(command, algo).parse_args(argv)
+    name = argv[0]  # as given: a registered name or module:attribute (algo.name is its display name)
     _maybe_initialize(args)
     from purejaxpg.engine import plan as plans
     from purejaxpg.engine import runner, search
@@ -220,10 +226,14 @@ def _maybe_initialize(args) -> None:
 
 
 def cmd_list(argv) -> int:
-    if argv:
+    p = _Parser(prog="purejaxpg list", description="The algorithms, environments, suites and presets; with ALGO, "
+                "its settings (kind, range, default).")
+    p.add_argument("algo", nargs="?", help="an algorithm: list its settings")
+    args = p.parse_args(argv)
+    if args.algo:
         from purejaxpg.algos import get_algo
 
-        algo = get_algo(argv[0])
+        algo = get_algo(args.algo)
         print(f"{algo.name}: {algo.summary}")
         width = max(len(s.name) for s in algo.spec.settings)
         for s in algo.spec.settings:
@@ -306,6 +316,8 @@ def cmd_eval(argv) -> int:
     if args.gif:  # fail before compiling anything
         from purejaxpg.analysis.render import check_run
 
+        if not args.gif.lower().endswith(".gif"):
+            raise ValueError(f"--gif writes a GIF: give a path ending in .gif, got {args.gif!r}")
         check_run(args.dir, args.gif_run)
     for row in evaluate_dir(args.dir, args.episodes, args.greedy):
         per = ", ".join(f"{v:.1f}" for v in row["per_seed"])
@@ -385,6 +397,9 @@ def main(argv=None) -> int:
             sys.stderr.flush()
             os._exit(128 + signum)
         return 128 + signum
+    except BrokenPipeError:  # `purejaxpg list | head`: the reader has gone; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and nothing at exit
+        return 141
     except OSError as e:  # a full disk, a read-only directory, ...: the checkpoint before is intact
         print(f"purejaxpg: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

@@ -4,6 +4,8 @@ command that continues it. Each returns the process's exit code."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 
 
@@ -36,6 +38,9 @@ def finished(result, out, as_json: bool = False) -> int:
 
     if not result.plan.single:
         print(format_table(result.table))
+        if any("env" in row["swept"] for row in result.table):
+            print("note: env is swept: the configurations' returns are on their envs' own scales, so the ranking "
+                  "compares unlike numbers")
     what = ("best configuration " + best["name"] if not result.plan.single else
             f"population of {s['num_seeds']}" if result.plan.pbt else f"{s['num_seeds']} seeds")
     print(f"{result.plan.algo} on {s['env']}, {what}, {s['total_timesteps']:,} env steps each: final return IQM "
@@ -49,11 +54,34 @@ def finished(result, out, as_json: bool = False) -> int:
         print(f"best member {part['best_member']}: final return {part['best_final_return']:.1f}"
               + (f" with {hp} at the end" if hp else "") + f"; {part['exploited']} exploit steps over "
               f"{len(part['ready_updates'])} ready steps")
-        print(f"wrote {out}/ (summary.json, lineage.json, pbt.png, metrics.npz, learning curves, checkpoints)")
-    else:
-        print(f"wrote {out}/ (summary.json, metrics.npz, learning curves, checkpoints)")
-    print(f"next: purejaxpg eval {out} --gif {out}/episode.gif    purejaxpg compare {out} OTHER_RUN")
+    print(f"wrote {out}/ ({written(result, out)})")
+    print(f"next: {next_commands(result, out, s['env'])}")
     return 0
+
+
+def written(result, out) -> str:
+    """What a finished run wrote into ``out``, as the end-of-run line names it."""
+    files = ("summary.json, lineage.json, pbt.png, metrics.npz, learning_curve.png" if result.plan.pbt else
+             "summary.json, metrics.npz, learning_curve.png" if result.plan.single else
+             f"sweep.json, table.txt, sweep.png, and a folder per configuration ({len(result.table)}) with its "
+             f"summary.json, metrics.npz and learning_curve.png")
+    return files + (", checkpoints" if os.path.isdir(os.path.join(out, "checkpoints")) else ", no checkpoints")
+
+
+def next_commands(result, out, env: str) -> str:
+    """What to run next: ``eval`` where the run kept a checkpoint (with ``--gif`` where the
+    best configuration's env can be drawn), and ``compare``."""
+    from purejaxpg.analysis.render import renderable_envs
+
+    commands = []
+    if os.path.isdir(os.path.join(out, "checkpoints")):
+        gif = f" --gif {out}/episode.gif" if env in renderable_envs() else ""
+        best = re.match(r"c(\d+)_", result.table[0]["name"])
+        if gif and best:  # a sweep: the GIF of the best configuration's first seed
+            gif += f" --gif-run {int(best.group(1))},0"
+        commands.append(f"purejaxpg eval {out}{gif}")
+    commands.append(f"purejaxpg compare {out} OTHER_RUN")
+    return "    ".join(commands)
 
 
 def halving(result, out, as_json: bool = False) -> int:

@@ -60,6 +60,28 @@ def test_bad_settings_and_unknown_envs_are_one_line_errors():
         purejaxpg.train("ppo", env="no_such_module:Env")
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: purejaxpg.train("ppo", num_seeds=2.0), "num_seeds must be an integer, got 2.0"),
+    (lambda: purejaxpg.train("ppo", num_seeds="4"), "num_seeds must be an integer, got '4'"),
+    (lambda: purejaxpg.train("ppo", seed=0.5), "seed must be an integer"),
+    (lambda: purejaxpg.train("ppo", env=123), "env must be a name .* got int 123"),
+    (lambda: purejaxpg.sweep("ppo", grid=["lr"]), "grid must be a dict"),
+    (lambda: purejaxpg.sweep("ppo", grid={"lr": 1e-3}), r"grid\['lr'\] must be a list of values, got 0.001"),
+    (lambda: purejaxpg.sweep("ppo", grid={"lr": []}), r"grid\['lr'\] has no values"),
+    (lambda: purejaxpg.sweep("ppo", ranges={"lr": (1e-4,)}, samples=2), r"ranges\['lr'\] must be \(low, high\)"),
+    (lambda: purejaxpg.sweep("ppo", ranges={"lr": "1e-4:1e-3"}, samples=2), r"ranges\['lr'\] must be"),
+    (lambda: purejaxpg.sweep("ppo", ranges={"lr": (0.0, 1e-3, "log")}, samples=2), "low > 0 on a log scale"),
+])
+def test_wrongly_typed_arguments_are_one_line_errors_before_compiling(call, message, monkeypatch):
+    """Each was a TypeError or AttributeError from deep inside (a float seed count after
+    compiling), or, for the empty grid, a sweep of nothing."""
+    from purejaxpg.engine import runner
+
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("reached the compile stage"))
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
 @pytest.fixture
 def point_mass(monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))

@@ -71,6 +71,15 @@ BAD_INPUT = [
     (["sweep", "ppo", "--chunks", "4", "--checkpoint-every", "5"], "--checkpoint-every applies without --chunks"),
     (["train", "ppo", "--no-checkpoint", "--checkpoint-every", "5"], "contradict each other"),
     (["train", "--resume", "nowhere", "--overwrite"], "unrecognized arguments: --overwrite"),
+    # found by a review from a user's side (2026-12-07): each was a traceback or a misleading line
+    (["train"], "give the algorithm first: purejaxpg train ALGO"),
+    (["sweep", "--quiet", "ppo"], "give the algorithm first: purejaxpg sweep ALGO"),
+    (["train", "--env", "CartPole-v1", "ppo"], "give the algorithm first"),
+    (["list", "ppo", "sac"], "unrecognized arguments: sac"),
+    (["train", "ppo", "--hidden", "x"], "hidden must be integers like 64,64 or 64x64, got 'x'"),
+    (["train", "ppo", "--hidden", "64x"], "got '64x'"),
+    (["eval", "nowhere", "--gif-run", "x"], "gif_run must be integers like 64,64 or 64x64, got 'x'"),
+    (["eval", "nowhere", "--gif", "episode.png"], "--gif writes a GIF: give a path ending in .gif"),
 ]
 
 
@@ -161,6 +170,52 @@ def test_help_and_empty_command(capsys):
     for word in ("train", "list", "lab"):
         assert f"purejaxpg {word}" in out
     assert cli.main([]) == 2
+    assert cli.main(["list", "--help"]) == 0 and "purejaxpg list" in capsys.readouterr().out
+    assert cli.main(["train", "--help"]) == 0  # no algorithm: where its settings and --resume are
+    assert "purejaxpg train ALGO --help" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_halving_sweep_points_to_its_rungs(tmp_path, capsys):
+    for r in (0, 1, 2, 10):
+        (tmp_path / "halving" / f"rung{r}").mkdir(parents=True)
+    for argv in (["eval", str(tmp_path / "halving")], ["compare", str(tmp_path / "halving")]):
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err == f"purejaxpg: error: {tmp_path / 'halving'} is a successive-halving sweep: " \
+            f"its rungs are sweeps of their own; give one, e.g. {tmp_path / 'halving' / 'rung10'} (the last)\n"
+
+
+def test_a_file_as_out_is_one_line_before_compiling(tmp_path, nothing_compiles, capsys):
+    (tmp_path / "afile").write_text("mine")
+    assert cli.main(["train", "ppo", "--out", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == f"purejaxpg: error: --out {tmp_path / 'afile'} is a file, not a directory; " \
+                                      f"give another --out\n"
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_run_without_checkpoints_leaves_nothing_behind(existing, tmp_path, monkeypatch, capsys):
+    """"stopped by SIGINT; nothing was saved" holds: with --no-checkpoint the run's run.json is
+    removed again (and the directory, where the run made it), so the same command starts again;
+    a user's own files stay."""
+    out = tmp_path / "run"
+    if existing:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    argv = ["train", "ppo", "--num-seeds", "2", "--total-timesteps", "2048", "--no-checkpoint", "--quiet",
+            "--out", str(out)]
+
+    def interrupted(*args, **kwargs):
+        assert (out / "run.json").exists()  # written before the first program runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_group", interrupted)
+    assert cli.main(argv) == 130
+    assert "nothing was saved" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["notes.txt"] if existing else not out.exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(runner, "run_group", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started")))
+    with pytest.raises(AssertionError, match="started"):  # not refused as "holds another run"
+        cli.main(argv)
 
 
 def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
@@ -179,6 +234,14 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
     assert printed["out"] == str(tmp_path / "json") and printed["final_return_iqm"] is not None
     assert sorted(os.listdir(out_dir)) == ["checkpoints", "config.json", "learning_curve.png", "metrics.npz",
                                            "run.json", "summary.json"]
+    assert f"wrote {out_dir}/ (summary.json, metrics.npz, learning_curve.png, checkpoints)" in out
+    assert f"next: purejaxpg eval {out_dir} --gif {out_dir}/episode.gif    purejaxpg compare" in out
+    # --resume of a finished run: refused in one line, its files untouched
+    before = {n: (out_dir / n).read_bytes() for n in ("summary.json", "metrics.npz")}
+    assert cli.main(["train", "--resume", str(out_dir)]) == 2
+    assert capsys.readouterr().err.startswith(f"purejaxpg: error: {out_dir} holds a finished run (summary.json): "
+                                              f"nothing to resume")
+    assert before == {n: (out_dir / n).read_bytes() for n in ("summary.json", "metrics.npz")}
 
     config = json.loads((out_dir / "config.json").read_text())
     assert config["algo"] == "a2c" and config["num_seeds"] == 2

@@ -82,6 +82,7 @@ def test_compare_cli_matches_numpy_reference(tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "IQM" in printed and "P(X > Y)" in printed and "A vs B" in printed
+    assert "not run on the same envs" not in printed
     out = json.load(open(tmp_path / "cmp" / "compare.json"))
     for label, x in (("A", a), ("B", b)):
         agg = out["aggregates"][label]
@@ -106,6 +107,15 @@ def test_compare_cli_matches_numpy_reference(tmp_path, capsys):
     assert all(lo <= f <= hi for lo, f, hi in zip(prof["lo"], prof["fraction"], prof["hi"]))
     assert (tmp_path / "cmp" / "performance_profiles.png").exists()
     assert (tmp_path / "cmp" / "learning_curves.png").exists()
+
+
+def test_methods_on_different_envs_get_a_note_and_no_pairing(tmp_path, capsys):
+    _fake_run(tmp_path / "a", "CartPole-v1", [100.0, 200.0])
+    _fake_run(tmp_path / "b", "Pendulum-v1", [-150.0, -160.0])
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--reps", "50", "--out", str(tmp_path / "c")]) == 0
+    printed = capsys.readouterr().out
+    assert "note: the methods were not run on the same envs (a: CartPole-v1; b: Pendulum-v1)" in printed
+    assert "X vs Y" not in printed  # no pair of methods shares its envs
 
 
 def test_compare_errors(tmp_path, capsys):

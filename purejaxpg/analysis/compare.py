@@ -28,6 +28,9 @@ def _run_dirs(path: str) -> list:
             rows = json.load(f)["table"]
         return [os.path.join(path, r["name"]) for r in sorted(rows, key=lambda r: r["name"])]
     if not os.path.exists(os.path.join(path, "metrics.npz")):
+        from purejaxpg.engine.plan import check_not_halving
+
+        check_not_halving(path)
         raise ValueError(f"{path} is not a run directory (no metrics.npz) nor a sweep (no sweep.json)")
     return [path]
 
@@ -99,6 +102,11 @@ def format_report(result: dict) -> str:
         lines.append(f"{label[:32]:32} {a['runs'] * len(a['tasks']):>5} {a['iqm']:>9.2f} "
                      f"[{a['iqm_ci95'][0]:>9.2f}, {a['iqm_ci95'][1]:>9.2f}] {a['mean']:>9.2f} "
                      f"[{a['mean_ci95'][0]:>9.2f}, {a['mean_ci95'][1]:>9.2f}]")
+    tasks = {label: ", ".join(a["tasks"]) for label, a in result["aggregates"].items()}
+    if len(set(tasks.values())) > 1:
+        lines.append("note: the methods were not run on the same envs (" + "; ".join(f"{k}: {v}" for k, v in
+                     tasks.items()) + "): their returns are on different scales; P(X > Y) pairs only methods run "
+                     "on the same envs")
     if result["probability_of_improvement"]:
         lines.append("")
         lines.append(f"{'P(X > Y)':>8}  {'95% CI':>16}  X vs Y")

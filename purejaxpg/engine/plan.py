@@ -19,7 +19,9 @@ import functools
 import itertools
 import json
 import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -53,6 +55,10 @@ class Plan:
 
     def __post_init__(self):
         get_algo(self.algo)  # one line naming the valid algorithms
+        for name in ("num_seeds", "chunks", "block", "progress_every", "seed"):
+            v = getattr(self, name)
+            if not (v is None and name == "chunks" or isinstance(v, numbers.Integral) and not isinstance(v, bool)):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
         for name in ("num_seeds", "chunks"):
             if getattr(self, name) is not None and int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -100,9 +106,20 @@ class Plan:
         return cls.from_json(_read_run_file(out_dir))
 
 
+def check_not_halving(out_dir: str) -> None:
+    """One-line ValueError where ``out_dir`` is a successive-halving sweep (``rungN/``
+    folders, each a sweep of its own), naming its last rung."""
+    found = os.listdir(out_dir) if os.path.isdir(out_dir) else ()
+    rungs = sorted((d for d in found if re.fullmatch(r"rung\d+", d)), key=lambda d: int(d[4:]))
+    if rungs:
+        raise ValueError(f"{out_dir} is a successive-halving sweep: its rungs are sweeps of their own; give one, "
+                         f"e.g. {os.path.join(out_dir, rungs[-1])} (the last)")
+
+
 def _read_run_file(out_dir: str) -> dict:
     path = os.path.join(out_dir, RUN_FILE)
     if not os.path.exists(path):
+        check_not_halving(out_dir)
         raise ValueError(f"{out_dir} holds no {RUN_FILE}: not a run made by purejaxpg train or sweep")
     try:
         with open(path) as f:
@@ -240,10 +257,41 @@ def parse_ranges(items, algo_name: str) -> dict:
     return out
 
 
+def _checked_grid(grid) -> dict:
+    """``grid`` as the API takes it, {name: [values]}: one line for anything else."""
+    if not isinstance(grid, dict):
+        raise ValueError(f"grid must be a dict {{name: [values]}}, got {type(grid).__name__}")
+    for name, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range, np.ndarray)):
+            raise ValueError(f"grid[{name!r}] must be a list of values, got {values!r}")
+        if len(values) == 0:
+            raise ValueError(f"grid[{name!r}] has no values")
+    return grid
+
+
+def _checked_ranges(ranges) -> dict:
+    """``ranges`` as the API takes it, {name: (low, high, "log" | "lin")} (the scale may be
+    left out: "lin"), as 3-tuples; one line for anything else."""
+    if not isinstance(ranges, dict):
+        raise ValueError(f"ranges must be a dict {{name: (low, high, 'log' | 'lin')}}, got {type(ranges).__name__}")
+    out = {}
+    for name, r in ranges.items():
+        if not (isinstance(r, (list, tuple)) and len(r) in (2, 3) and tuple(r[2:]) in ((), ("log",), ("lin",))
+                and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in r[:2])):
+            raise ValueError(f"ranges[{name!r}] must be (low, high) or (low, high, 'log' | 'lin'), got {r!r}")
+        lo, hi, scale = float(r[0]), float(r[1]), r[2] if len(r) == 3 else "lin"
+        if not lo < hi or scale == "log" and lo <= 0:
+            raise ValueError(f"ranges[{name!r}] needs low < high{' and low > 0 on a log scale' * (scale == 'log')}, "
+                             f"got {r!r}")
+        out[name] = (lo, hi, scale)
+    return out
+
+
 def configurations(grid: dict, ranges: dict, samples: int, seed: int, algo_name: str) -> list:
     """The swept values of every configuration: the grid's product, times ``samples``
     random draws of the ranges (``numpy.random.default_rng(seed)``)."""
     spec = get_algo(algo_name).spec
+    grid, ranges = _checked_grid(grid), _checked_ranges(ranges)
     both = set(grid) & set(ranges)
     if both:
         raise ValueError(f"{sorted(both)} given in both --grid and --range")

@@ -148,6 +148,8 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
                     compiled=stored["compiled"] if stored else None, population=population_step(plan, program))
     restored = restore_newest(store, batch, fp, True, warn) if (resume and store is not None) else None
     done = restored.updates if restored else 0
+    if resume and not restored:
+        log(f"no checkpoint of {'this program' if gi else 'this run'} in {out_dir} yet: it starts from update 0")
     if plan.log:
         settings = {"algo": plan.algo, "num_seeds": plan.num_seeds, "seed": plan.seed, **outputs.versions()}
         trackers.append(Tracker(plan.log, out_dir, plan.single, group, plan.num_seeds, program.env_steps_per_update,
@@ -263,6 +265,8 @@ def run_group(plan: Plan, gi: int, group: Group, out_dir: Optional[str], resume:
 def check_out_dir(out_dir: str, overwrite: bool) -> list:
     """What an earlier run left in ``out_dir`` (every process must agree); refuses, in one
     line, to start a new run among it unless ``overwrite``."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a directory; give another --out")
     found = outputs.previous_run(out_dir)
     if jax.process_count() > 1 and any_process(bool(found)) and not found:
         found = ["run.json"]  # another process sees a run there
@@ -307,6 +311,7 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
         if writer and found:
             outputs.remove_previous_run(out_dir, found)
             log(f"--overwrite: removed the previous run's {len(found)} file(s) and folder(s) from {out_dir}")
+        made = writer and not os.path.isdir(out_dir)
         if writer:
             plan.write(out_dir, fp)
         sync("purejaxpg-out-dir-ready")
@@ -315,13 +320,20 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
     saving = out_dir is not None and (plan.chunks is not None or plan.checkpoint_every > 0)
     results = []
     with Stop(saving) as stop:
-        for gi, g in enumerate(group_list):
-            results.append(run_group(plan, gi, g, out_dir, resume, stop_after, log, quiet, stop, fp, stop_on_nan,
-                                     warn, checked[gi]))
-            if results[-1].stop is not None:
-                last = results[-1]
-                return Result(plan, out_dir, results, stopped=True, stop=last.stop, signum=last.signum,
-                              num_programs=len(group_list))
+        try:
+            for gi, g in enumerate(group_list):
+                results.append(run_group(plan, gi, g, out_dir, resume, stop_after, log, quiet, stop, fp, stop_on_nan,
+                                         warn, checked[gi]))
+                if results[-1].stop is not None:
+                    last = results[-1]
+                    return Result(plan, out_dir, results, stopped=True, stop=last.stop, signum=last.signum,
+                                  num_programs=len(group_list))
+        except KeyboardInterrupt:
+            if writer and not resume and not saving:  # nothing was saved: the same command can start again
+                outputs.remove_previous_run(out_dir, ["run.json"])
+                if made and not os.listdir(out_dir):
+                    os.rmdir(out_dir)
+            raise
     result = Result(plan, out_dir, results, stopped=False, num_programs=len(group_list))
     for r in results:
         for c, name in enumerate(r.group.names):
@@ -363,8 +375,24 @@ def sweep(algo: str, out_dir: Optional[str], base: Optional[dict] = None, grid: 
 
 def resume(out_dir: str, quiet: bool = False, stop_after: Optional[int] = None, stop_on_nan: bool = False) -> Result:
     """Continue the run in ``out_dir`` from its newest readable checkpoints (the same plan,
-    the same programs: the result is bit-identical to an uninterrupted run)."""
+    the same programs: the result is bit-identical to an uninterrupted run). A finished run
+    is refused (``finished``): resuming it would only write its outputs again."""
+    done = finished(out_dir)
+    if done:
+        raise ValueError(f"{out_dir} holds a finished run ({done}): nothing to resume; `purejaxpg eval {out_dir}` "
+                         f"evaluates it; start it again with --overwrite")
     return execute(Plan.read(out_dir), out_dir, True, quiet, stop_after, stop_on_nan=stop_on_nan)
+
+
+def finished(out_dir: str) -> Optional[str]:
+    """The file that says the run in ``out_dir`` has finished (a run's summary.json, a
+    sweep's sweep.json: both are written after its last update), or None."""
+    try:
+        plan = Plan.read(out_dir)
+    except ValueError:
+        return None
+    name = "summary.json" if plan.single else "sweep.json"
+    return name if os.path.exists(os.path.join(out_dir, name)) else None
 
 
 def restore(out_dir: str, group_index: int, config_override: Optional[dict] = None):
