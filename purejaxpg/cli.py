@@ -163,8 +163,12 @@ def cmd_run(command: str, argv) -> int:
         _maybe_initialize(args)
         from purejaxpg.engine import runner
 
-        return report.finished(runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan), args.resume,
-                       args.json)
+        try:
+            result = runner.resume(args.resume, quiet=args.quiet, stop_on_nan=args.stop_on_nan)
+        except runner.Finished as e:
+            print(f"purejaxpg: {e}")
+            return 0
+        return report.finished(result, args.resume, args.json)
     if not argv or argv[0].startswith("-") and not {"-h", "--help"} & set(argv):
         raise ValueError(f"give the algorithm first: purejaxpg {command} ALGO [options] (`purejaxpg list`: the "
                          f"algorithms), or purejaxpg {command} --resume DIR")

@@ -100,6 +100,7 @@ def halving(result, out, as_json: bool = False) -> int:
                           "fraction_of_full_grid": frac}))
         return 0
     print(format_table(result.table, extra=("last_rung",)))
+    print("rows: the configurations that reached the last rung first, then each earlier rung's; by IQM within a rung")
     print(f"successive halving, {len(result.schedule)} rungs ("
           + ", ".join(f"{c} x {s:,} env steps" for c, s in result.schedule) + f"): best {best['name']}; "
           f"{result.env_steps:,} env steps in all, {100 * frac:.1f}% of the full grid's {result.full_grid_env_steps:,}")

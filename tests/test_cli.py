@@ -236,11 +236,11 @@ def test_train_writes_config_metrics_summary_and_plot(tmp_path, capsys):
                                            "run.json", "summary.json"]
     assert f"wrote {out_dir}/ (summary.json, metrics.npz, learning_curve.png, checkpoints)" in out
     assert f"next: purejaxpg eval {out_dir} --gif {out_dir}/episode.gif    purejaxpg compare" in out
-    # --resume of a finished run: refused in one line, its files untouched
+    # --resume of a finished run: one line, exit 0 (a job script may resume whatever it finds), its files untouched
     before = {n: (out_dir / n).read_bytes() for n in ("summary.json", "metrics.npz")}
-    assert cli.main(["train", "--resume", str(out_dir)]) == 2
-    assert capsys.readouterr().err.startswith(f"purejaxpg: error: {out_dir} holds a finished run (summary.json): "
-                                              f"nothing to resume")
+    assert cli.main(["train", "--resume", str(out_dir)]) == 0
+    assert capsys.readouterr() == (f"purejaxpg: {out_dir} holds a finished run (summary.json): nothing to resume; "
+                                   f"`purejaxpg eval {out_dir}` evaluates it, --overwrite starts it again\n", "")
     assert before == {n: (out_dir / n).read_bytes() for n in ("summary.json", "metrics.npz")}
 
     config = json.loads((out_dir / "config.json").read_text())

@@ -295,6 +295,7 @@ def test_halving_runs_survivors_longer_and_the_table_says_their_last_rung(tmp_pa
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "last_rung" in out and "successive halving, 2 rungs" in out
+    assert "rows: the configurations that reached the last rung first" in out  # why a lower IQM can rank higher
     h = json.load(open(tmp_path / "h" / "halving.json"))
     assert [r["configurations"] for r in h["schedule"]] == [3, 1]
     assert [r["env_steps_per_run"] for r in h["schedule"]] == [64, 256]  # 256 / 3 rounded down to whole updates of 64

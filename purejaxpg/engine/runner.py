@@ -305,6 +305,9 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
         if diff:
             raise ValueError(f"{out_dir} cannot be resumed here ({diff}): the resumed run would not be the one "
                              f"started; resume it where it was started, or start it again with --overwrite")
+        if finished(out_dir):
+            raise Finished(f"{out_dir} holds a finished run ({finished(out_dir)}): nothing to resume; `purejaxpg eval "
+                           f"{out_dir}` evaluates it, --overwrite starts it again")
     elif out_dir is not None:
         found = check_out_dir(out_dir, overwrite)
         sync("purejaxpg-out-dir-checked")
@@ -376,12 +379,13 @@ def sweep(algo: str, out_dir: Optional[str], base: Optional[dict] = None, grid: 
 def resume(out_dir: str, quiet: bool = False, stop_after: Optional[int] = None, stop_on_nan: bool = False) -> Result:
     """Continue the run in ``out_dir`` from its newest readable checkpoints (the same plan,
     the same programs: the result is bit-identical to an uninterrupted run). A finished run
-    is refused (``finished``): resuming it would only write its outputs again."""
-    done = finished(out_dir)
-    if done:
-        raise ValueError(f"{out_dir} holds a finished run ({done}): nothing to resume; `purejaxpg eval {out_dir}` "
-                         f"evaluates it; start it again with --overwrite")
+    raises ``Finished`` and stays as it is (resuming it would only write its outputs again)."""
     return execute(Plan.read(out_dir), out_dir, True, quiet, stop_after, stop_on_nan=stop_on_nan)
+
+
+class Finished(ValueError):
+    """``resume`` of a run that has finished: there is nothing to do (the command line says
+    so and exits 0, so that a job script can resume whatever state a run is in)."""
 
 
 def finished(out_dir: str) -> Optional[str]:
