@@ -305,9 +305,10 @@ def execute(plan: Plan, out_dir: Optional[str] = None, resume: bool = False, qui
         if diff:
             raise ValueError(f"{out_dir} cannot be resumed here ({diff}): the resumed run would not be the one "
                              f"started; resume it where it was started, or start it again with --overwrite")
-        if finished(out_dir):
-            raise Finished(f"{out_dir} holds a finished run ({finished(out_dir)}): nothing to resume; `purejaxpg eval "
-                           f"{out_dir}` evaluates it, --overwrite starts it again")
+        done = "summary.json" if plan.single else "sweep.json"  # written after the run's last update
+        if os.path.exists(os.path.join(out_dir, done)):
+            raise Finished(f"{out_dir} holds a finished run ({done}): nothing to resume; `purejaxpg eval {out_dir}` "
+                           f"evaluates it, --overwrite starts it again")
     elif out_dir is not None:
         found = check_out_dir(out_dir, overwrite)
         sync("purejaxpg-out-dir-checked")
@@ -386,17 +387,6 @@ def resume(out_dir: str, quiet: bool = False, stop_after: Optional[int] = None, 
 class Finished(ValueError):
     """``resume`` of a run that has finished: there is nothing to do (the command line says
     so and exits 0, so that a job script can resume whatever state a run is in)."""
-
-
-def finished(out_dir: str) -> Optional[str]:
-    """The file that says the run in ``out_dir`` has finished (a run's summary.json, a
-    sweep's sweep.json: both are written after its last update), or None."""
-    try:
-        plan = Plan.read(out_dir)
-    except ValueError:
-        return None
-    name = "summary.json" if plan.single else "sweep.json"
-    return name if os.path.exists(os.path.join(out_dir, name)) else None
 
 
 def restore(out_dir: str, group_index: int, config_override: Optional[dict] = None):

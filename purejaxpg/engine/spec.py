@@ -140,7 +140,7 @@ def convert(name: str, kind: type, value):
         elif isinstance(value, int) and not isinstance(value, bool):
             items = [value]
         elif text is not None:  # "" is no integers (hidden: no hidden layer); "x", "64x", "64,,64" are typos
-            items = [t for t in text.replace("x", ",").split(",")] if text else []
+            items = text.replace("x", ",").split(",") if text else []
             if any(not t.strip() for t in items):
                 raise ValueError(f"{name} must be integers like 64,64 or 64x64, got {value!r}")
         else:
