@@ -245,16 +245,21 @@ def parse_ranges(items, algo_name: str) -> dict:
         s = _setting(algo_name, name, "--range")
         if s.kind not in (int, float):
             raise ValueError(f"--range needs a numeric setting, {s.name} is {s.kind.__name__}")
-        lo, hi = s.parse(parts[0]), s.parse(parts[1])
-        scale = parts[2] if len(parts) == 3 else "lin"
-        if scale not in ("log", "lin"):
-            raise ValueError(f"--range scale must be log or lin, got {scale!r}")
-        if not lo < hi:
-            raise ValueError(f"--range needs LOW < HIGH, got {item!r}")
-        if scale == "log" and lo <= 0:
-            raise ValueError(f"--range with log scale needs LOW > 0, got {item!r}")
-        out[s.name] = (float(lo), float(hi), scale)
+        out[s.name] = _check_range(f"--range {item!r}", s.parse(parts[0]), s.parse(parts[1]),
+                                   parts[2] if len(parts) == 3 else "lin")
     return out
+
+
+def _check_range(what: str, lo, hi, scale) -> tuple:
+    """``(low, high, scale)`` of a search range (command line or API), or a one-line
+    ValueError naming ``what``."""
+    if scale not in ("log", "lin"):
+        raise ValueError(f"{what}: the scale must be log or lin, got {scale!r}")
+    if not lo < hi:
+        raise ValueError(f"{what} needs low < high")
+    if scale == "log" and lo <= 0:
+        raise ValueError(f"{what} needs low > 0 on a log scale")
+    return float(lo), float(hi), scale
 
 
 def _checked_grid(grid) -> dict:
@@ -276,14 +281,10 @@ def _checked_ranges(ranges) -> dict:
         raise ValueError(f"ranges must be a dict {{name: (low, high, 'log' | 'lin')}}, got {type(ranges).__name__}")
     out = {}
     for name, r in ranges.items():
-        if not (isinstance(r, (list, tuple)) and len(r) in (2, 3) and tuple(r[2:]) in ((), ("log",), ("lin",))
+        if not (isinstance(r, (list, tuple)) and len(r) in (2, 3)
                 and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in r[:2])):
             raise ValueError(f"ranges[{name!r}] must be (low, high) or (low, high, 'log' | 'lin'), got {r!r}")
-        lo, hi, scale = float(r[0]), float(r[1]), r[2] if len(r) == 3 else "lin"
-        if not lo < hi or scale == "log" and lo <= 0:
-            raise ValueError(f"ranges[{name!r}] needs low < high{' and low > 0 on a log scale' * (scale == 'log')}, "
-                             f"got {r!r}")
-        out[name] = (lo, hi, scale)
+        out[name] = _check_range(f"ranges[{name!r}] = {r!r}", r[0], r[1], r[2] if len(r) == 3 else "lin")
     return out
 
 
